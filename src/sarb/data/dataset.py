@@ -1,0 +1,94 @@
+"""One dataset abstraction: image paths, a label matrix in {1, -1, 0}, class names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from sarb.errors import SarbError
+
+POSITIVE, NEGATIVE, UNKNOWN = 1, -1, 0
+
+
+@dataclass
+class LabelledImages:
+    """A split of a multi-label dataset.
+
+    ``labels[n, c]`` is 1 (present), -1 (absent) or 0 (unknown) for image ``images[n]``.
+    """
+
+    images: list[Path]
+    labels: np.ndarray  # (N, C) int8
+    class_names: list[str]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int8)
+        n, c = self.labels.shape
+        if n != len(self.images):
+            raise SarbError(f"{self.source}: {len(self.images)} images but {n} label rows")
+        if c != len(self.class_names):
+            raise SarbError(f"{self.source}: {len(self.class_names)} classes but {c} label columns")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> LabelledImages:
+        """The rows ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return LabelledImages(
+            [self.images[i] for i in index], self.labels[index], list(self.class_names), self.source
+        )
+
+    def with_labels(self, labels: np.ndarray) -> LabelledImages:
+        """The same images with another label matrix (e.g. a partial-label mask)."""
+        return LabelledImages(list(self.images), labels, list(self.class_names), self.source)
+
+
+def split_train_val(
+    data: LabelledImages, val_fraction: float, seed: int
+) -> tuple[LabelledImages, LabelledImages]:
+    """A seeded random split of ``data`` into (train, val); train keeps the dataset order."""
+    if not 0.0 < val_fraction < 1.0:
+        raise SarbError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+    n_val = max(1, round(len(data) * val_fraction))
+    if n_val >= len(data):
+        raise SarbError(f"{data.source}: {len(data)} images are too few to carve a validation split")
+    perm = np.random.default_rng(seed).permutation(len(data))
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return data.subset(train_idx), data.subset(val_idx)
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as RGB, or raise a one-line error naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise SarbError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SarbError(f"{path}: cannot read image ({exc})") from None
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Yields ``(image, labels, index)``: a transformed image, its (C,) float labels, its row."""
+
+    def __init__(self, data: LabelledImages, transform: Callable[[Image.Image], torch.Tensor]):
+        self.data = data
+        self.transform = transform
+        self.labels = torch.from_numpy(data.labels.astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.transform(load_rgb(self.data.images[i])), self.labels[i], i
