@@ -62,7 +62,9 @@ def split_train_val(
         raise SarbError(f"--val-fraction must be in (0, 1), got {val_fraction}")
     n_val = max(1, round(len(data) * val_fraction))
     if n_val >= len(data):
-        raise SarbError(f"{data.source}: {len(data)} images are too few to carve a validation split")
+        raise SarbError(
+            f"{data.source}: {len(data)} images are too few to carve a validation split"
+        )
     perm = np.random.default_rng(seed).permutation(len(data))
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     return data.subset(train_idx), data.subset(val_idx)

@@ -1,0 +1,11 @@
+"""The method registry: every training method is added in one place, ``register``.
+
+A method is a :class:`~sarb.methods.base.Method`, a head on the backbone's feature map plus its
+training objective; all methods share the engine (``sarb.engine``).
+"""
+
+from sarb.methods.base import Method, MethodContext, MethodInfo, create_method, list_methods
+
+from sarb.methods import linear  # noqa: E402, F401  (registers its methods)
+
+__all__ = ["Method", "MethodContext", "MethodInfo", "create_method", "list_methods"]

@@ -1,0 +1,158 @@
+"""The ``sarb`` command line. Every user error ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from sarb import __version__
+from sarb.errors import SarbError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sarb.config import resolve_config
+    from sarb.engine import run_dir_for, train
+    from sarb.metrics import format_table
+
+    cfg = resolve_config(args)
+    result = train(cfg)
+    print(format_table({cfg.method: result}))
+    print(f"run directory: {run_dir_for(cfg)}", file=sys.stderr)
+    return 0
+
+
+DEMO_METHODS = ("bce-ignore",)
+
+
+def demo_config_path() -> Path:
+    """The packaged demo settings (``configs/demo.yaml`` in the repository)."""
+    return Path(str(resources.files("sarb") / "configs" / "demo.yaml"))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sarb.config import load_yaml, resolve_config
+    from sarb.engine import train
+    from sarb.metrics import format_table
+
+    settings = load_yaml(demo_config_path())
+    rows = {}
+    for method in args.methods.split(","):
+        out = str(Path(args.out) / method)
+        cfg = resolve_config(None, **{**settings, "method": method, "out": out})
+        print(
+            f"== {method}: training on the demo dataset, {cfg.known:.0%} known labels",
+            file=sys.stderr,
+        )
+        rows[method] = train(cfg)
+    print(f"\nDemo test split, {cfg.known:.0%} known training labels ({cfg.ap} AP, percent):")
+    print(format_table(rows))
+    return 0
+
+
+def _cmd_masks(args: argparse.Namespace) -> int:
+    from sarb.data.csvio import read_matrix, write_matrix
+    from sarb.data.partial import mask_labels
+
+    full = read_matrix(args.labels, allowed={1, -1}, integer=True, what="labels")
+    partial = mask_labels(full, args.known, seed=args.seed, protocol=args.protocol)
+    write_matrix(args.out, partial)
+    kept = (partial != 0).mean()
+    print(
+        f"{args.out}: {partial.shape[0]} x {partial.shape[1]}, {kept:.1%} of labels known",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sarb.data.csvio import read_matrix
+    from sarb.metrics import compute_metrics
+
+    scores = read_matrix(args.scores, what="scores")
+    labels = read_matrix(args.labels, allowed={1, -1, 0}, integer=True, what="labels")
+    if scores.shape != labels.shape:
+        raise SarbError(
+            f"{args.scores}: shape {scores.shape} differs from {args.labels}: {labels.shape}"
+        )
+    if args.logits:
+        scores = 1.0 / (1.0 + np.exp(-scores))
+    print(json.dumps(compute_metrics(scores, labels, ap=args.ap, threshold=args.threshold)))
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from sarb.methods import list_methods
+
+    infos = list_methods()
+    w = max(len(m.name) for m in infos)
+    r = max(len(m.reference) for m in infos)
+    for m in infos:
+        print(f"{m.name:<{w}}  {m.reference:<{r}}  {m.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sarb.config import add_config_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="sarb", description="Multi-label image recognition with partial labels (SARB)."
+    )
+    parser.add_argument("--version", action="version", version=f"sarb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a method; test metrics of the val-selected epoch")
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="train on the embedded demo dataset and print a table")
+    p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods")
+    p.add_argument("--out", default="runs/demo", help="parent of the run directories")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("masks", help="hide labels as the paper does (SPEC §2)")
+    p.add_argument(
+        "--labels", required=True, help="FULL.csv: no header, N rows of C values in {1,-1}"
+    )
+    p.add_argument(
+        "--known", required=True, type=float, help="proportion of labels kept, in (0, 1]"
+    )
+    p.add_argument("--out", required=True, help="PARTIAL.csv: same shape, values in {1,-1,0}")
+    p.add_argument("--seed", type=int, default=0, help="0 reproduces the paper's masks")
+    p.add_argument("--protocol", default="hcp", help="hcp (the paper's), per-image, generator")
+    p.set_defaults(func=_cmd_masks)
+
+    p = sub.add_parser("metrics", help="mAP and the F1 family of SPEC §7 for a score matrix")
+    p.add_argument("--scores", required=True, help="N x C probabilities, no header")
+    p.add_argument("--labels", required=True, help="N x C labels in {1,-1,0}; 0 is ignored")
+    p.add_argument("--ap", choices=("voc", "sklearn"), default="voc", help="AP definition")
+    p.add_argument("--logits", action="store_true", help="scores are logits: apply a sigmoid")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive")
+    p.set_defaults(func=_cmd_metrics)
+
+    p = sub.add_parser("methods", help="list the registered methods with their references")
+    p.set_defaults(func=_cmd_methods)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sarb`` and ``python -m sarb``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SarbError as exc:
+        print(f"sarb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sarb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

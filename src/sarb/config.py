@@ -1,0 +1,162 @@
+"""Training configuration: one dataclass whose fields are the ``sarb train`` flags and the YAML keys.
+
+Precedence: dataclass defaults < ``--config FILE.yaml`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sarb.errors import SarbError
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the paper's recipe (SPEC §6)."""
+
+    # data
+    dataset: str = _opt(
+        "demo", "dataset: the embedded demo or your manifests", ("demo", "manifest")
+    )
+    train: str | None = _opt(None, "training manifest (.csv or .jsonl), for --dataset manifest")
+    val: str | None = _opt(None, "validation manifest; without it a split is carved from --train")
+    test: str | None = _opt(None, "test manifest, for --dataset manifest")
+    val_fraction: float = _opt(0.1, "fraction of the training set held out when --val is not given")
+    known: float = _opt(1.0, "proportion of training labels kept (SPEC §2); 1 keeps the manifest's")
+    mask_protocol: str = _opt("hcp", "how labels are hidden", ("hcp", "per-image", "generator"))
+    mask_seed: int = _opt(0, "seed of the label mask (0 reproduces the paper's masks)")
+    cache_dir: str | None = _opt(None, "where the demo data and feature caches live")
+    # model
+    method: str = _opt("bce-ignore", "training method (see `sarb methods`)")
+    backbone: str = _opt("resnet101", "backbone network")
+    weights: str = _opt("auto", "backbone weights: auto, random, or a state-dict path")
+    trainable: str = _opt("paper", "backbone layers that train", ("paper", "all", "none"))
+    image_size: int = _opt(448, "input side in pixels")
+    embeddings: str = _opt("auto", "class-name embeddings: auto, glove, learned, or a .npy path")
+    feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL (SPEC §4)")
+    neck_pool: int = _opt(2, "average-pool factor of the neck (2: 14x14 -> 7x7 at 448)")
+    # optimisation
+    epochs: int = _opt(20, "training epochs")
+    batch_size: int = _opt(16, "images per step")
+    lr: float = _opt(1e-5, "Adam learning rate")
+    weight_decay: float = _opt(5e-4, "Adam weight decay")
+    lr_step: int = _opt(10, "divide the learning rate by 10 every this many epochs")
+    augment: bool = _opt(True, "random crop and flip of SPEC §6 during training")
+    feature_cache: bool = _opt(
+        False, "cache frozen-backbone feature maps on disk (--trainable none)"
+    )
+    bce_normalize: str = _opt("batch", "partial-BCE normaliser", ("batch", "image"))
+    # SARB (SPEC §5)
+    blend_start: int = _opt(5, "epoch (0-based) from which ILRB and PLRB run")
+    proto_every: int = _opt(5, "recompute the prototypes every this many epochs")
+    num_prototypes: int = _opt(10, "K-means centres per class (K)")
+    contrastive_weight: float = _opt(0.05, "weight of the contrastive loss (lambda)")
+    # run
+    seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    workers: int = _opt(2, "data-loading worker processes")
+    max_steps: int | None = _opt(None, "stop after this many training steps (smoke runs)")
+    ap: str = _opt("voc", "AP definition of the reported mAP", ("voc", "sklearn"))
+    out: str | None = _opt(None, "run directory (config, logs, checkpoints, metrics.json)")
+
+    def validate(self) -> None:
+        """Reject values that cannot work, with the flag's name in the message."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise SarbError(f"--{_flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
+        if not 0.0 < self.known <= 1.0:
+            raise SarbError(f"--known must be in (0, 1], got {self.known}")
+        for name in ("epochs", "batch_size", "image_size", "lr_step", "feat_dim", "neck_pool"):
+            if getattr(self, name) < 1:
+                raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.dataset == "manifest" and not (self.train and self.test):
+            raise SarbError("--dataset manifest needs --train and --test manifests")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> type:
+    """The concrete type of a field annotation (``int | None`` -> int)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, defaulting to None so that given flags can be told apart."""
+    hints = typing.get_type_hints(TrainConfig)
+    parser.add_argument("--config", help="YAML file whose keys mirror these flags")
+    for f in dataclasses.fields(TrainConfig):
+        tp = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']} ({f.default})"}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = tp
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(f"--{_flag(f.name)}", **kwargs)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Keys of a config file, checked against TrainConfig's fields (dashes or underscores)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SarbError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise SarbError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SarbError(f"{path}: a config file must be a mapping of flag names to values")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise SarbError(f"{path}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then ``args.config`` (YAML), then the flags given, then ``overrides``."""
+    values: dict[str, Any] = {}
+    if args is not None and getattr(args, "config", None):
+        values.update(load_yaml(args.config))
+    if args is not None:
+        for f in dataclasses.fields(TrainConfig):
+            if getattr(args, f.name, None) is not None:
+                values[f.name] = getattr(args, f.name)
+    values.update(overrides)
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in values.items():
+        tp = _base_type(hints[name])
+        if value is not None and tp is float and isinstance(value, int):
+            values[name] = float(value)
+        elif value is not None and not isinstance(value, tp):
+            raise SarbError(f"config key {name!r}: expected {tp.__name__}, got {value!r}")
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    """Write the resolved configuration so that a run can be repeated exactly."""
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

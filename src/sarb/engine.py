@@ -1,0 +1,311 @@
+"""The one training and evaluation loop shared by every method (torchvision-reference style)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from sarb.checkpoint import load_checkpoint, save_checkpoint
+from sarb.config import TrainConfig, save_config
+from sarb.data.dataset import ImageDataset, LabelledImages, split_train_val
+from sarb.data.embeddings import class_embeddings
+from sarb.data.manifest import read_manifest
+from sarb.data.partial import mask_labels
+from sarb.data.transforms import test_transform, train_transform
+from sarb.errors import SarbError
+from sarb.methods import MethodContext, create_method
+from sarb.metrics import compute_metrics
+from sarb.models.backbones import create_backbone
+from sarb.models.multilabel import MultiLabelModel
+
+
+@dataclass
+class Splits:
+    """Train (labels already partial), validation and test splits of one dataset."""
+
+    name: str
+    train: LabelledImages
+    val: LabelledImages
+    test: LabelledImages
+
+
+def cache_root(cfg: TrainConfig) -> Path:
+    """The cache folder (demo data, feature maps): ``--cache-dir`` or the user cache dir."""
+    from sarb.data.demo import demo_root
+
+    return Path(cfg.cache_dir) if cfg.cache_dir else demo_root().parent
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    """Read the dataset of ``cfg`` and hide training labels per ``--known`` (SPEC §2).
+
+    The mask is drawn over the whole training manifest in its row order, before a validation
+    split is carved out of it, so the kept labels are those of the paper's protocol.
+    """
+    if cfg.dataset == "demo":
+        from sarb.data.demo import ensure_demo
+
+        root = ensure_demo(cfg.cache_dir)
+        train = read_manifest(root / "train.csv")
+        val = read_manifest(root / "val.csv", train.class_names)
+        test = read_manifest(root / "test.csv", train.class_names)
+        return Splits("demo", _mask(train, cfg), val, test)
+    train = read_manifest(cfg.train)
+    test = read_manifest(cfg.test, train.class_names)
+    train = _mask(train, cfg)
+    if cfg.val:
+        val = read_manifest(cfg.val, train.class_names)
+    else:
+        train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
+    return Splits(Path(cfg.train).stem, train, val, test)
+
+
+def _mask(train: LabelledImages, cfg: TrainConfig) -> LabelledImages:
+    if cfg.known >= 1.0:
+        return train
+    return train.with_labels(mask_labels(train.labels, cfg.known, cfg.mask_seed, cfg.mask_protocol))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SarbError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_model(
+    cfg: TrainConfig, class_names: list[str], train_labels: np.ndarray
+) -> MultiLabelModel:
+    """Backbone + the head of ``cfg.method``; the same call rebuilds a model from a checkpoint."""
+    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.trainable)
+    ctx = MethodContext(
+        num_classes=len(class_names),
+        in_channels=backbone.out_channels,
+        class_names=list(class_names),
+        embeddings=class_embeddings(class_names, cfg.embeddings),
+        train_labels=train_labels,
+        config=cfg,
+    )
+    return MultiLabelModel(backbone, create_method(cfg.method, ctx))
+
+
+class Inputs:
+    """Batches of a split as the head needs them: images through the backbone, or cached maps.
+
+    With a fully frozen backbone and ``--feature-cache``, feature maps are computed once with the
+    test transform and stored on disk, keyed by backbone, weights, image size and the image files.
+    That is exact when training would not augment (``--no-augment``); with augmentation on, the
+    cache replaces random crops and flips by the test view, an approximation.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: MultiLabelModel, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.cached = bool(cfg.feature_cache and getattr(model.backbone, "fully_frozen", False))
+        if cfg.feature_cache and not self.cached:
+            print(
+                "sarb: --feature-cache ignored: the backbone is not fully frozen", file=sys.stderr
+            )
+
+    def loader(self, data: LabelledImages, train: bool, generator: torch.Generator | None = None):
+        bs = self.cfg.batch_size
+        drop_last = train and len(data) > bs
+        if self.cached:
+            fmaps = self._features(data)
+            labels = torch.from_numpy(data.labels.astype(np.float32))
+            ds = TensorDataset(fmaps, labels, torch.arange(len(data)))
+            return DataLoader(ds, bs, shuffle=train, generator=generator, drop_last=drop_last)
+        tf = train_transform(self.cfg.image_size) if train and self.cfg.augment else None
+        ds = ImageDataset(data, tf or test_transform(self.cfg.image_size))
+        workers = self.cfg.workers
+        return DataLoader(
+            ds,
+            bs,
+            shuffle=train,
+            generator=generator,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0 and train,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        return batch.float() if self.cached else self.model.backbone(batch)
+
+    def _features(self, data: LabelledImages) -> torch.Tensor:
+        bb = self.model.backbone
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in data.images]
+        key = json.dumps([self.cfg.backbone, bb.weights_tag, self.cfg.image_size, stats])
+        path = cache_root(self.cfg) / "features" / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True).float()
+        ds = ImageDataset(data, test_transform(self.cfg.image_size))
+        dl = DataLoader(ds, 64, num_workers=self.cfg.workers)
+        bb.eval()
+        chunks = []
+        with torch.no_grad():
+            for x, _, _ in tqdm(dl, desc="caching features", leave=False, file=sys.stderr):
+                chunks.append(bb(x.to(self.device)).half().cpu())
+        fmaps = torch.cat(chunks)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(fmaps, tmp)
+        tmp.replace(path)
+        return fmaps.float()
+
+
+@torch.no_grad()
+def predict_scores(model: MultiLabelModel, inputs: Inputs, loader: DataLoader) -> np.ndarray:
+    """Sigmoid probabilities (N, C) for every row of ``loader``, in order."""
+    model.eval()
+    out = [torch.sigmoid(model.head(inputs.feature_map(x))).float().cpu() for x, _, _ in loader]
+    return torch.cat(out).numpy()
+
+
+def evaluate(model: MultiLabelModel, inputs: Inputs, data: LabelledImages, ap: str) -> dict:
+    """SPEC §7 metrics of ``model`` on ``data`` (unknown labels ignored)."""
+    scores = predict_scores(model, inputs, inputs.loader(data, train=False))
+    return compute_metrics(scores, data.labels, ap=ap)
+
+
+def _train_batches(inputs: Inputs, loader: DataLoader):
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        inputs.model.eval()
+        with torch.no_grad():
+            for x, y, _ in loader:
+                yield inputs.feature_map(x), y.to(inputs.device)
+
+    return batches
+
+
+def run_dir_for(cfg: TrainConfig) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}"
+
+
+def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
+    """Train ``cfg.method``, select the epoch on the validation split, report on the test split.
+
+    Writes into the run directory: ``config.yaml``, ``log.jsonl`` (one line per epoch),
+    ``last.pt``, ``best.pt`` and ``metrics.json``. Returns the content of ``metrics.json``.
+    """
+    cfg.validate()
+    run_dir = run_dir_for(cfg)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    except OSError as exc:
+        raise SarbError(f"{run_dir}: cannot write the run directory ({exc.strerror})") from None
+    generator = seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    splits = load_splits(cfg)
+    model = build_model(cfg, splits.train.class_names, splits.train.labels).to(device)
+    inputs = Inputs(cfg, model, device)
+    train_loader = inputs.loader(splits.train, train=True, generator=generator)
+    plain_train_loader = inputs.loader(splits.train, train=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(
+        params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
+    log = (run_dir / "log.jsonl").open("w")
+    best_map, best_epoch, step = -1.0, -1, 0
+    bar_out = None if not quiet else open("/dev/null", "w")  # noqa: SIM115
+    for epoch in range(cfg.epochs):
+        started = time.time()
+        model.head.on_epoch_start(epoch, _train_batches(inputs, plain_train_loader))
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        n_batches = 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=bar_out)
+        for x, y, _ in bar:
+            loss, terms = model.head.loss(inputs.feature_map(x), y.to(device), epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in {"loss": loss.detach(), **terms}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_batches += 1
+            step += 1
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        scheduler.step()
+        val = evaluate(model, inputs, splits.val, cfg.ap)
+        val_map = val["mAP"] if val["mAP"] is not None else 0.0
+        record = {
+            "epoch": epoch + 1,
+            "step": step,
+            **{k: float(v) / max(n_batches, 1) for k, v in sums.items()},
+            **model.head.logged_values(),
+            "lr": optimizer.param_groups[0]["lr"],
+            "val_mAP": val["mAP"],
+            "epoch_time_s": round(time.time() - started, 3),
+        }
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        checkpoint = _checkpoint(model, cfg, splits, epoch + 1, val_map)
+        save_checkpoint(run_dir / "last.pt", checkpoint)
+        if val_map > best_map:
+            best_map, best_epoch = val_map, epoch + 1
+            save_checkpoint(run_dir / "best.pt", checkpoint)
+        if not quiet:
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {record.get('loss', float('nan')):.4f}  "
+                f"val mAP {val_map:.2f}  ({record['epoch_time_s']:.1f}s)",
+                file=sys.stderr,
+            )
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    log.close()
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    metrics = evaluate(model, inputs, splits.test, cfg.ap)
+    result = {
+        **metrics,
+        "method": cfg.method,
+        "dataset": splits.name,
+        "known": cfg.known,
+        "seed": cfg.seed,
+        "selected_on": "val",
+        "best_epoch": best_epoch,
+        "val_mAP": best_map,
+        "steps": step,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _checkpoint(
+    model: MultiLabelModel, cfg: TrainConfig, splits: Splits, epoch: int, val_map: float
+):
+    return {
+        "model": model.state_dict(),
+        "config": dataclasses.asdict(cfg),
+        "class_names": list(splits.train.class_names),
+        "dataset": splits.name,
+        "epoch": epoch,
+        "val_mAP": val_map,
+    }

@@ -1,0 +1,147 @@
+"""Category-specific representation learning (CSRL): one feature vector per class and image.
+
+Two variants (SPEC §4), both ``forward(fmap (B, D, H, W), embeddings) -> (B, C, D)``:
+
+- :class:`SemanticDecoupling` (SD), from SSGRL (Chen et al., "Learning Semantic-Specific Graph
+  Representation for Multi-Label Image Recognition", ICCV 2019): class-embedding-guided attention
+  over the locations of the feature map.
+- :class:`SemanticAttention` (SAM), from ADD-GCN (Ye et al., "Attention-Driven Dynamic Graph
+  Convolutional Network for Multi-Label Image Recognition", ECCV 2020): class activation maps from
+  a 1x1 convolution used as per-class pooling weights.
+
+Both pool the feature map with an attention tensor of shape (B, C, H*W) through a single
+``einsum('bcl,bdl->bcd')``; no (B, H*W, C, D) tensor is ever built (the naive formulation kept in
+:func:`naive_semantic_decoupling` does, and exists only so that benchmarks and tests can compare).
+
+:class:`Neck` is the channel reduction between the backbone and CSRL used by the SARB reference
+(Pu et al., AAAI 2022): 2x2 average pooling then a 1x1 convolution + BatchNorm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Neck(nn.Module):
+    """Backbone map (B, in_dim, H, W) -> (B, out_dim, H/pool, W/pool): avg pool, 1x1 conv, BN.
+
+    As in the SARB reference (Pu et al., AAAI 2022): a ``pool`` x ``pool`` average pool (14x14 ->
+    7x7 at 448 px input; ``pool=1`` disables it) then a 1x1 convolution without bias and a
+    BatchNorm reducing the channels (2048 -> 1024). ``relu=True`` appends a ReLU (not in SPEC §4).
+    The pool uses ``ceil_mode`` so that an odd-sized map keeps its last row/column (7x7 -> 4x4)
+    and a map smaller than the window still works; even sizes are unaffected.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 1024, pool: int = 2, relu: bool = False):
+        super().__init__()
+        if pool < 1:
+            raise ValueError(f"Neck pool must be >= 1, got {pool}")
+        self.pool = nn.AvgPool2d(pool, stride=pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_dim)
+        self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, fmap: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(self.pool(fmap))))
+
+
+def _pool(attention: Tensor, features: Tensor) -> Tensor:
+    """Attention (B, C, L) x features (B, L, D) -> per-class features (B, C, D)."""
+    return torch.einsum("bcl,bld->bcd", attention, features)
+
+
+class SemanticDecoupling(nn.Module):
+    """SD of SSGRL (Chen et al., ICCV 2019): class-embedding-guided attention pooling.
+
+    For every location feature f (D) and class embedding w_c (E)::
+
+        h = tanh(W1 f * W2 w_c)           (hidden_dim; W1, W2 without bias)
+        a = W4 (W3 h)                     (scalar; W3: hidden -> hidden, W4: hidden -> 1)
+        attention = softmax of a over the H*W locations
+        x_c = sum over locations of attention * f
+
+    W3 and W4 are kept as two ``nn.Linear`` (the paper's parameterisation, so checkpoints have
+    the same tensors) but, being linear with nothing in between, they are applied as the single
+    vector ``W4 @ W3`` (K,) to the (B, C, L, K) tensor: mathematically identical and it avoids a
+    second (B, C, L, K) tensor. Their biases only add a constant per class, which the softmax
+    over locations cancels; it is still added so that the logits equal the unfolded ones.
+    The (B, C, L, K) tanh tensor is inherent to the method; (B, L, C, D) never exists.
+    """
+
+    def __init__(self, feat_dim: int, embed_dim: int, hidden_dim: int = 512):
+        super().__init__()
+        self.feat_dim, self.embed_dim, self.hidden_dim = feat_dim, embed_dim, hidden_dim
+        self.w1 = nn.Linear(feat_dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(embed_dim, hidden_dim, bias=False)
+        self.w3 = nn.Linear(hidden_dim, hidden_dim)
+        self.w4 = nn.Linear(hidden_dim, 1)
+
+    def logits(self, features: Tensor, embeddings: Tensor) -> Tensor:
+        """Attention logits (B, C, L) from location features (B, L, D) and embeddings (C, E)."""
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"embeddings must be (C, {self.embed_dim}), got {tuple(embeddings.shape)}"
+            )
+        p = self.w1(features)  # (B, L, K)
+        q = self.w2(embeddings)  # (C, K)
+        # tanh in place on the fresh product: only one (B, C, L, K) tensor is alive (mul's
+        # backward needs p and q, not its output, so this is autograd-safe)
+        h = (p.unsqueeze(1) * q[None, :, None, :]).tanh_()  # (B, C, L, K)
+        v = (self.w4.weight @ self.w3.weight).squeeze(0)  # (K,)  == W4 W3
+        const = self.w4.weight @ self.w3.bias + self.w4.bias  # (1,)  == W4 b3 + b4
+        return torch.einsum("bclk,k->bcl", h, v) + const  # (B, C, L)
+
+    def attention(self, fmap: Tensor, embeddings: Tensor) -> Tensor:
+        """Attention weights (B, C, H*W), summing to 1 over the locations of each class."""
+        features = fmap.flatten(2).transpose(1, 2)  # (B, L, D)
+        return self.logits(features, embeddings).softmax(dim=-1)
+
+    def forward(self, fmap: Tensor, embeddings: Tensor) -> Tensor:
+        """Feature map (B, D, H, W) and class embeddings (C, E) -> class features (B, C, D)."""
+        features = fmap.flatten(2).transpose(1, 2)  # (B, L, D)
+        attention = self.logits(features, embeddings).softmax(dim=-1)  # (B, C, L)
+        return _pool(attention, features)  # (B, C, D)
+
+
+def naive_semantic_decoupling(
+    module: SemanticDecoupling, fmap: Tensor, embeddings: Tensor
+) -> Tensor:
+    """The SD forward pass written the obvious way -- for benchmarks and tests only.
+
+    Applies W3 then W4 separately and weights the features through broadcasting, which builds
+    (B, L, C, K) twice and a (B, L, C, D) copy of the features (L = H*W). It computes the same
+    result as ``module(fmap, embeddings)``; never use it in a model.
+    """
+    features = fmap.flatten(2).transpose(1, 2)  # (B, L, D)
+    h = torch.tanh(module.w1(features)[:, :, None, :] * module.w2(embeddings)[None, None])
+    a = module.w4(module.w3(h))  # (B, L, C, 1)
+    attention = a.softmax(dim=1)  # over locations
+    return (attention * features[:, :, None, :]).sum(dim=1)  # (B, L, C, D) -> (B, C, D)
+
+
+class SemanticAttention(nn.Module):
+    """SAM of ADD-GCN (Ye et al., ECCV 2020): class activation maps as pooling weights.
+
+    A 1x1 convolution (D -> C) gives one activation map per class; it is normalised over the
+    H*W locations and pools the feature map per class -> (B, C, D). ``normalize="softmax"``
+    (default, SPEC §4) makes each map a distribution over locations; ``"sigmoid"`` is ADD-GCN's
+    original form (independent sigmoid weights, not normalised).
+    """
+
+    def __init__(self, feat_dim: int, num_classes: int, normalize: str = "softmax"):
+        super().__init__()
+        if normalize not in ("softmax", "sigmoid"):
+            raise ValueError(f"normalize must be 'softmax' or 'sigmoid', got {normalize!r}")
+        self.normalize = normalize
+        self.cam = nn.Conv2d(feat_dim, num_classes, kernel_size=1)
+
+    def attention(self, fmap: Tensor) -> Tensor:
+        """Pooling weights (B, C, H*W) of a feature map (B, D, H, W)."""
+        maps = self.cam(fmap).flatten(2)  # (B, C, L)
+        return maps.softmax(dim=-1) if self.normalize == "softmax" else maps.sigmoid()
+
+    def forward(self, fmap: Tensor, embeddings: Tensor | None = None) -> Tensor:
+        """Feature map (B, D, H, W) -> class features (B, C, D); ``embeddings`` is ignored."""
+        features = fmap.flatten(2).transpose(1, 2)  # (B, L, D)
+        return _pool(self.attention(fmap), features)  # (B, C, D)
