@@ -291,3 +291,17 @@ def test_gradients_reach_every_parameter(variant):
         assert torch.isfinite(p.grad).all(), name
         if name not in shift_invariant:
             assert p.grad.abs().sum() > 0, name
+
+
+def test_pipeline_runs_under_autocast():
+    """Mixed precision: no op may insist on matching dtypes (e.g. lerp of fp32 and bf16)."""
+    neck, sd, sam = Neck(10, D), SemanticDecoupling(D, E, K), SemanticAttention(D, C)
+    ggnn, head = GGNN(D), SSGRLHead(C, D, out_dim=12)
+    adj = torch.rand(C, C)
+    fmap, emb = torch.randn(B, 10, 6, 6), torch.randn(C, E)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for csrl in (sd, sam):
+            x = csrl(neck(fmap), emb)
+            logits = head(ggnn(x, adj), x)
+            assert logits.shape == (B, C)
+            assert torch.isfinite(logits).all()

@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass whose fields are the ``sarb train`` flags and the YAML keys.
+"""Training configuration: one dataclass whose fields are the ``sarb train`` flags and YAML keys.
 
 Precedence: dataclass defaults < ``--config FILE.yaml`` < explicit flags.
 """

@@ -89,7 +89,7 @@ def pick_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (code that uses the legacy global RNG)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -250,7 +250,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             n_batches += 1
             step += 1
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
         scheduler.step()

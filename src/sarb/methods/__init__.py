@@ -4,8 +4,7 @@ A method is a :class:`~sarb.methods.base.Method`, a head on the backbone's featu
 training objective; all methods share the engine (``sarb.engine``).
 """
 
+from sarb.methods import linear, sarb  # noqa: F401  (importing registers the methods)
 from sarb.methods.base import Method, MethodContext, MethodInfo, create_method, list_methods
-
-from sarb.methods import linear  # noqa: E402, F401  (registers its methods)
 
 __all__ = ["Method", "MethodContext", "MethodInfo", "create_method", "list_methods"]

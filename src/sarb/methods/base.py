@@ -36,7 +36,7 @@ class Method(nn.Module):
     def loss(
         self, fmap: torch.Tensor, targets: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, Terms]:
-        """Training loss on a batch. ``targets`` (B, C) in {1, -1, 0}; returns (loss, named terms)."""
+        """Training loss of a batch; ``targets`` (B, C) in {1, -1, 0}. Returns (loss, terms)."""
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:

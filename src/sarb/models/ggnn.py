@@ -72,5 +72,5 @@ class GGNN(nn.Module):
             z = torch.sigmoid(wz + uz)
             r = torch.sigmoid(wr + ur)
             h_new = torch.tanh(wh + self.u_h(r * h))
-            h = torch.lerp(h, h_new, z)  # (1 - z) * h + z * h_new
+            h = h + z * (h_new - h)  # (1 - z) * h + z * h_new; promotes dtypes under autocast
         return h
