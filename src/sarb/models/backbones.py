@@ -261,7 +261,9 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backbone(name: str, weights: str | None = "auto", trainable: str = "paper") -> Backbone:
+def create_backbone(
+    name: str, weights: str | os.PathLike[str] | None = "auto", trainable: str = "paper"
+) -> Backbone:
     """Build backbone ``name`` with ``weights`` and the freezing policy ``trainable``.
 
     ``weights``: ``"auto"`` (ImageNet weights if on disk, else a one-line warning and random
