@@ -44,6 +44,7 @@ def test_registry_names():
         "resnet50",
         "resnet101",
         "efficientnet_lite0",
+        "efficientnet_lite0_s16",
     }
 
 
@@ -96,6 +97,26 @@ def test_efficientnet_lite0_packaged_weights():
     frozen = {top(n) for n, p in bb.named_parameters() if not p.requires_grad}
     assert frozen == {"_conv_stem", "_bn0"} | {f"_blocks.{i}" for i in range(11)}
     assert bb._conv_head.weight.requires_grad and bb._blocks[11]._bn2.weight.requires_grad
+
+
+def test_efficientnet_lite0_s16_is_the_full_net_cut_at_stride_16():
+    _require_effnet()
+    full = create_backbone("efficientnet_lite0", "auto", "none")
+    s16 = create_backbone("efficientnet_lite0_s16", "auto", "paper")
+    assert (s16.out_channels, s16.stride, len(s16._blocks)) == (112, 16, 11)
+    assert not hasattr(s16, "_conv_head")
+    x = torch.randn(2, 3, 96, 96)
+    s16.eval()
+    with torch.no_grad():
+        out = s16(x)
+        ref = full._act(full._bn0(full._conv_stem(x * full._in_scale + full._in_shift)))
+        for block in full._blocks[:11]:
+            ref = block(ref, drop_connect_rate=0.0)
+    assert out.shape == (2, 112, 6, 6)
+    torch.testing.assert_close(out, ref)
+    # "paper" trains only the last stage kept (the stride-16 blocks 8-10 after the 2nd-last down)
+    trained = {n.split(".")[1] for n, p in s16.named_parameters() if p.requires_grad}
+    assert trained and all(int(i) >= 5 for i in trained)
 
 
 def test_efficientnet_lite0_recognises_an_image():

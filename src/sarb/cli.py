@@ -25,7 +25,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_METHODS = ("bce-ignore",)
+DEMO_METHODS = ("ssgrl", "sarb")
 
 
 def demo_config_path() -> Path:

@@ -47,6 +47,7 @@ class TrainConfig:
     embeddings: str = _opt("auto", "class-name embeddings: auto, glove, learned, or a .npy path")
     feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL (SPEC §4)")
     neck_pool: int = _opt(2, "average-pool factor of the neck (2: 14x14 -> 7x7 at 448)")
+    hidden_dim: int = _opt(512, "hidden size of semantic decoupling's attention (SPEC §4)")
     # optimisation
     epochs: int = _opt(20, "training epochs")
     batch_size: int = _opt(16, "images per step")
@@ -80,7 +81,15 @@ class TrainConfig:
                 raise SarbError(f"--{_flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
         if not 0.0 < self.known <= 1.0:
             raise SarbError(f"--known must be in (0, 1], got {self.known}")
-        for name in ("epochs", "batch_size", "image_size", "lr_step", "feat_dim", "neck_pool"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "image_size",
+            "lr_step",
+            "feat_dim",
+            "neck_pool",
+            "hidden_dim",
+        ):
             if getattr(self, name) < 1:
                 raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.dataset == "manifest" and not (self.train and self.test):

@@ -45,7 +45,7 @@ class CategorySpecificModel(Method):
         else:
             self.embeddings = nn.Parameter(0.1 * torch.randn(c, LEARNED_EMBED_DIM))
         if csrl == "sd":
-            self.csrl = SemanticDecoupling(d, self.embeddings.shape[1])
+            self.csrl = SemanticDecoupling(d, self.embeddings.shape[1], cfg.hidden_dim)
         else:
             self.csrl = SemanticAttention(d, c)
         self.register_buffer("adjacency", adjacency_from_labels(ctx.train_labels))  # (C, C)
@@ -134,9 +134,9 @@ class CategorySpecificModel(Method):
     def logged_values(self) -> dict[str, float]:
         out = {}
         if self.use_ilrb:
-            out["a"] = float(self.alpha())
+            out["a"] = float(self.alpha().detach())
         if self.use_plrb:
-            out["b"] = float(self.beta())
+            out["b"] = float(self.beta().detach())
             out["prototype_classes"] = int(self.prototype_valid.any(1).sum())
         return out
 

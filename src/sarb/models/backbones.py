@@ -165,7 +165,9 @@ class ResNetBackbone(Backbone):
 
 
 class EfficientNetLiteBackbone(Backbone):
-    """EfficientNet-Lite0 up to its 1x1 head conv (1280 channels, ReLU6), output stride 32.
+    """EfficientNet-Lite0 up to its 1x1 head conv (1280 channels, ReLU6), output stride 32;
+    or, with ``stride=16`` (``efficientnet_lite0_s16``), up to the last stride-16 block (112
+    channels), a finer map that suits small images such as the demo's.
 
     The TensorFlow-trained weights expect inputs scaled to [-1, 1]; the backbone converts the
     project's ImageNet-normalised images to that internally (a fixed per-channel affine map).
@@ -176,27 +178,44 @@ class EfficientNetLiteBackbone(Backbone):
 
     ignored_keys = ("_fc.",)
 
-    def __init__(self, net: nn.Module):
-        super().__init__(out_channels=net._bn1.num_features, stride=32)
+    def __init__(self, net: nn.Module, stride: int = 32):
+        strides = [_block_stride(b) for b in net._blocks]
+        last_down = max(i for i, s in enumerate(strides) if s > 1)
+        if stride == 32:
+            channels, keep = net._bn1.num_features, len(net._blocks)
+        elif (
+            stride == 16
+        ):  # stop before the last stride-2 block: a finer, less ImageNet-specific map
+            channels, keep = net._blocks[last_down - 1]._bn2.num_features, last_down
+        else:
+            raise ValueError(f"EfficientNet-Lite stride must be 16 or 32, got {stride}")
+        super().__init__(out_channels=channels, stride=stride)
         self._conv_stem, self._bn0 = net._conv_stem, net._bn0
-        self._blocks = net._blocks
-        self._conv_head, self._bn1 = net._conv_head, net._bn1
+        self._blocks = net._blocks[:keep]
+        if stride == 32:
+            self._conv_head, self._bn1 = net._conv_head, net._bn1
+        else:  # the pretrained file's later blocks and head are not part of this backbone
+            later = tuple(f"_blocks.{i}." for i in range(keep, len(net._blocks)))
+            self.ignored_keys = (*self.ignored_keys, *later, "_conv_head.", "_bn1.")
         self._act = nn.ReLU6()
         self._drop_connect_rate = net._global_params.drop_connect_rate or 0.0
+        self._num_blocks = len(net._blocks)
         std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
         mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
         self.register_buffer("_in_scale", 2.0 * std, persistent=False)
         self.register_buffer("_in_shift", 2.0 * mean - 1.0, persistent=False)
-        strides = [_block_stride(b) for b in self._blocks]
-        last_down = max(i for i, s in enumerate(strides) if s > 1)
-        self.paper_frozen = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}" for i in range(last_down))
+        # "paper": freeze everything before the last downsampling stage, as ResNet's layer1-3
+        down = [i for i, s in enumerate(strides[:keep]) if s > 1]
+        self.paper_frozen = ("_conv_stem", "_bn0") + tuple(f"_blocks.{i}" for i in range(down[-1]))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images * self._in_scale + self._in_shift
         x = self._act(self._bn0(self._conv_stem(x)))
-        n = len(self._blocks)
+        n = self._num_blocks
         for i, block in enumerate(self._blocks):
             x = block(x, drop_connect_rate=self._drop_connect_rate * i / n)
+        if self.stride == 16:
+            return x
         return self._act(self._bn1(self._conv_head(x)))
 
 
@@ -336,13 +355,17 @@ def _resnet(arch: str) -> None:
     register_backbone(arch, build, imagenet)
 
 
-def _efficientnet_lite0_build() -> Backbone:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise SarbError(EFFNET_MISSING) from None
-    # image_size=None: "same" padding computed per input, so any image size works
-    return EfficientNetLiteBackbone(EfficientNet.from_name("efficientnet-lite0", image_size=None))
+def _efficientnet_lite0(stride: int) -> Callable[[], Backbone]:
+    def build() -> Backbone:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise SarbError(EFFNET_MISSING) from None
+        # image_size=None: "same" padding computed per input, so any image size works
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+        return EfficientNetLiteBackbone(net, stride)
+
+    return build
 
 
 def _efficientnet_lite0_imagenet() -> tuple[list[tuple[Path, str]], bool]:
@@ -355,7 +378,8 @@ def _efficientnet_lite0_imagenet() -> tuple[list[tuple[Path, str]], bool]:
 
 for _arch in ("resnet18", "resnet50", "resnet101"):
     _resnet(_arch)
-register_backbone("efficientnet_lite0", _efficientnet_lite0_build, _efficientnet_lite0_imagenet)
+register_backbone("efficientnet_lite0", _efficientnet_lite0(32), _efficientnet_lite0_imagenet)
+register_backbone("efficientnet_lite0_s16", _efficientnet_lite0(16), _efficientnet_lite0_imagenet)
 register_backbone("cnn3", CNN3)
 
 
