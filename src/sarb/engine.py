@@ -149,9 +149,17 @@ class Inputs:
             pin_memory=self.device.type == "cuda",
         )
 
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast when ``--amp`` is on, a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+
     def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
-        return batch.float() if self.cached else self.model.backbone(batch)
+        if self.cached:
+            return batch.float()
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.model.backbone(batch)
 
     def _features(self, data: LabelledImages) -> torch.Tensor:
         bb = self.model.backbone
@@ -159,7 +167,10 @@ class Inputs:
         key = json.dumps([self.cfg.backbone, bb.weights_tag, self.cfg.image_size, stats])
         path = cache_root(self.cfg) / "features" / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
         if path.is_file():
-            return torch.load(path, weights_only=True).float()
+            try:
+                return torch.load(path, weights_only=True).float()
+            except Exception:  # a truncated cache file is recomputed, never trusted
+                print(f"sarb: recomputing the damaged feature cache {path}", file=sys.stderr)
         ds = ImageDataset(data, test_transform(self.cfg.image_size))
         dl = DataLoader(ds, 64, num_workers=self.cfg.workers)
         bb.eval()
@@ -179,7 +190,11 @@ class Inputs:
 def predict_scores(model: MultiLabelModel, inputs: Inputs, loader: DataLoader) -> np.ndarray:
     """Sigmoid probabilities (N, C) for every row of ``loader``, in order."""
     model.eval()
-    out = [torch.sigmoid(model.head(inputs.feature_map(x))).float().cpu() for x, _, _ in loader]
+    out = []
+    for x, _, _ in loader:
+        with inputs.autocast():
+            logits = model.head(inputs.feature_map(x))
+        out.append(torch.sigmoid(logits.float()).cpu())
     return torch.cat(out).numpy()
 
 
@@ -194,7 +209,9 @@ def _train_batches(inputs: Inputs, loader: DataLoader):
         inputs.model.eval()
         with torch.no_grad():
             for x, y, _ in loader:
-                yield inputs.feature_map(x), y.to(inputs.device)
+                with inputs.autocast():
+                    fmap = inputs.feature_map(x)
+                yield fmap.float(), y.to(inputs.device)
 
     return batches
 
@@ -203,6 +220,67 @@ def run_dir_for(cfg: TrainConfig) -> Path:
     if cfg.out:
         return Path(cfg.out)
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}"
+
+
+class RunLog:
+    """Per-epoch records: ``log.jsonl`` in the run directory, and TensorBoard when installed."""
+
+    def __init__(self, run_dir: Path):
+        self.file = (run_dir / "log.jsonl").open("w")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.tensorboard = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tensorboard.add_scalar(key, value, record["epoch"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def train_one_epoch(
+    model: MultiLabelModel,
+    inputs: Inputs,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
+    cfg: TrainConfig,
+    quiet: bool = False,
+) -> tuple[int, dict[str, float]]:
+    """One pass over ``loader``; returns the global step and the epoch means of the loss terms.
+
+    Loss terms are summed on the device and read once at the end of the epoch (no host sync per
+    step, except a progress-bar refresh every 10 steps).
+    """
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)
+    for x, y, _ in bar:
+        with inputs.autocast():
+            loss, terms = model.head.loss(inputs.feature_map(x), y.to(inputs.device), epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for k, v in {"loss": loss.detach(), **terms}.items():
+            sums[k] = sums[k] + v if k in sums else v.clone()
+        n, step = n + 1, step + 1
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    return step, {k: float(v) / max(n, 1) for k, v in sums.items()}
 
 
 def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
@@ -222,51 +300,35 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     device = pick_device(cfg.device)
     splits = load_splits(cfg)
     model = build_model(cfg, splits.train.class_names, splits.train.labels).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     inputs = Inputs(cfg, model, device)
     train_loader = inputs.loader(splits.train, train=True, generator=generator)
     plain_train_loader = inputs.loader(splits.train, train=False)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(
-        params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay
-    )
+    optimizer = torch.optim.Adam(params, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
-    log = (run_dir / "log.jsonl").open("w")
+    log = RunLog(run_dir)
     best_map, best_epoch, step = -1.0, -1, 0
-    bar_out = None if not quiet else open("/dev/null", "w")  # noqa: SIM115
     for epoch in range(cfg.epochs):
         started = time.time()
         model.head.on_epoch_start(epoch, _train_batches(inputs, plain_train_loader))
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        n_batches = 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=bar_out)
-        for x, y, _ in bar:
-            loss, terms = model.head.loss(inputs.feature_map(x), y.to(device), epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for k, v in {"loss": loss.detach(), **terms}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_batches += 1
-            step += 1
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                break
+        lr = optimizer.param_groups[0]["lr"]
+        step, means = train_one_epoch(
+            model, inputs, train_loader, optimizer, epoch, step, cfg, quiet
+        )
         scheduler.step()
-        val = evaluate(model, inputs, splits.val, cfg.ap)
-        val_map = val["mAP"] if val["mAP"] is not None else 0.0
+        val_map = evaluate(model, inputs, splits.val, cfg.ap)["mAP"] or 0.0
         record = {
             "epoch": epoch + 1,
             "step": step,
-            **{k: float(v) / max(n_batches, 1) for k, v in sums.items()},
+            **means,
             **model.head.logged_values(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "val_mAP": val["mAP"],
+            "lr": lr,
+            "val_mAP": val_map,
             "epoch_time_s": round(time.time() - started, 3),
         }
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        log.write(record)
         checkpoint = _checkpoint(model, cfg, splits, epoch + 1, val_map)
         save_checkpoint(run_dir / "last.pt", checkpoint)
         if val_map > best_map:
@@ -274,7 +336,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             save_checkpoint(run_dir / "best.pt", checkpoint)
         if not quiet:
             print(
-                f"epoch {epoch + 1}/{cfg.epochs}  loss {record.get('loss', float('nan')):.4f}  "
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
                 f"val mAP {val_map:.2f}  ({record['epoch_time_s']:.1f}s)",
                 file=sys.stderr,
             )
@@ -282,9 +344,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             break
     log.close()
     model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
-    metrics = evaluate(model, inputs, splits.test, cfg.ap)
     result = {
-        **metrics,
+        **evaluate(model, inputs, splits.test, cfg.ap),
         "method": cfg.method,
         "dataset": splits.name,
         "known": cfg.known,

@@ -1,0 +1,109 @@
+"""Configuration, data splits, feature cache and the training loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sarb.cli import main
+from sarb.config import TrainConfig, add_config_arguments, resolve_config
+from sarb.data.manifest import read_manifest
+from sarb.data.partial import mask_labels
+from sarb.engine import Inputs, build_model, load_splits
+from sarb.errors import SarbError
+from tests.conftest import tiny_train_args
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_flags_override_yaml_which_overrides_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nbatch-size: 4\nlr: 1\naugment: false\n")
+    cfg = resolve_config(_parse(["--config", str(path), "--epochs", "7"]))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment) == (7, 4, 1.0, False)
+    assert cfg.weight_decay == TrainConfig().weight_decay
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("epochz: 3\n", "epochz"),
+        ("epochs: many\n", "epochs"),
+        ("- 1\n", "mapping"),
+        ("a: [\n", "YAML"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(SarbError, match=needle):
+        resolve_config(_parse(["--config", str(path)]))
+
+
+def test_mask_is_drawn_before_the_validation_carve(tiny_dataset) -> None:
+    cfg = resolve_config(
+        None, dataset="manifest", train=str(tiny_dataset["train"]), test=str(tiny_dataset["test"]),
+        known=0.3, val_fraction=0.25, seed=5,
+    )  # fmt: skip
+    splits = load_splits(cfg)
+    full = read_manifest(tiny_dataset["train"])
+    expected = dict(zip(full.images, mask_labels(full.labels, 0.3), strict=True))
+    assert len(splits.train) + len(splits.val) == len(full)
+    assert not set(splits.train.images) & set(splits.val.images)
+    for part in (splits.train, splits.val):
+        for image, row in zip(part.images, part.labels, strict=True):
+            np.testing.assert_array_equal(row, expected[image])
+    again = load_splits(cfg)
+    assert again.val.images == splits.val.images
+
+
+def test_feature_cache_is_exact_and_reused(tmp_path: Path, tiny_dataset) -> None:
+    cfg = resolve_config(
+        None, dataset="manifest", train=str(tiny_dataset["train"]), test=str(tiny_dataset["test"]),
+        backbone="cnn3", weights="random", trainable="none", feature_cache=True, augment=False,
+        image_size=32, cache_dir=str(tmp_path), workers=0, batch_size=8,
+    )  # fmt: skip
+    splits = load_splits(cfg)
+    model = build_model(cfg, splits.train.class_names, splits.train.labels)
+    inputs = Inputs(cfg, model, torch.device("cpu"))
+    assert inputs.cached
+    cached = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
+    files = list((tmp_path / "features").iterdir())
+    assert len(files) == 1
+    inputs.cached = False
+    with torch.no_grad():
+        direct = torch.cat(
+            [inputs.feature_map(x) for x, _, _ in inputs.loader(splits.test, train=False)]
+        )
+    torch.testing.assert_close(cached, direct.half().float())
+    inputs.cached = True
+    stamp = files[0].stat().st_mtime_ns
+    again = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
+    assert files[0].stat().st_mtime_ns == stamp  # reused, not recomputed
+    torch.testing.assert_close(again, cached)
+    files[0].write_bytes(b"")  # a damaged cache is recomputed
+    repaired = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
+    torch.testing.assert_close(repaired, cached)
+
+
+@pytest.mark.parametrize("method", ["sarb", "ssgrl"])
+def test_train_with_amp_and_max_steps(tmp_path: Path, tiny_dataset, method: str) -> None:
+    out = tmp_path / method
+    args = [*tiny_train_args(tiny_dataset, out, method), "--amp", "--max-steps", "7"]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 7
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 7 and metrics["selected_on"] == "val"
+    if method == "sarb":  # blending starts at epoch index 1 in the tiny settings
+        assert "bce_ilrb" in log[-1] and "bce_plrb" in log[-1]
+        assert 0 < log[-1]["a"] < 1 and 0 < log[-1]["b"] < 1
