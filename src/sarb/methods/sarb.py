@@ -22,6 +22,7 @@ from sarb.models.ggnn import GGNN, adjacency_from_labels
 from sarb.models.heads import SSGRLHead
 
 LEARNED_EMBED_DIM = 300
+MAX_POINTS_PER_CLASS = 4096  # K-means input per class: a seeded sample beyond this (memory bound)
 
 
 class CategorySpecificModel(Method):
@@ -110,7 +111,10 @@ class CategorySpecificModel(Method):
         """K-means (K centres) per class over the CSRL features of its known-positive images.
 
         Only the (image, class) features with a known positive label are kept while iterating,
-        so memory grows with the number of known positives, not with N x C.
+        so memory grows with the number of known positives, not with N x C. A class with more
+        than ``MAX_POINTS_PER_CLASS`` points is clustered on a seeded random sample of that size
+        (10 centres are estimated as well from 4,096 points as from COCO's 45,000 "person"
+        images, and the padded K-means input stays bounded).
         """
         points, classes = [], []
         for fmap, labels in train_batches():
@@ -118,15 +122,20 @@ class CategorySpecificModel(Method):
             pos = labels == 1  # (B, C)
             points.append(x[pos])  # (P_b, D)
             classes.append(pos.nonzero()[:, 1])  # (P_b,) class of each point
-        points_t, classes_t = torch.cat(points), torch.cat(classes)
+        points_t, classes_t = torch.cat(points), torch.cat(classes)  # (P, D), (P,)
         c, k, d = self.prototypes.shape
+        gen = torch.Generator(device=points_t.device).manual_seed(seed)
+        # group the points by class in a random order, then keep the first MAX of each class
+        shuffle = torch.randperm(len(classes_t), generator=gen, device=points_t.device)
+        order = shuffle[torch.argsort(classes_t[shuffle], stable=True)]
         counts = torch.bincount(classes_t, minlength=c)  # (C,)
-        order = torch.argsort(classes_t, stable=True)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(order), device=order.device) - starts[classes_t[order]]
+        keep = rank < MAX_POINTS_PER_CLASS
+        order, rank = order[keep], rank[keep]
+        counts = counts.clamp(max=MAX_POINTS_PER_CLASS)
         padded = points_t.new_zeros(c, max(int(counts.max()), 1), d)  # (C, maxN, D)
         padded[classes_t[order], rank] = points_t[order]
-        gen = torch.Generator(device=points_t.device).manual_seed(seed)
         centres, valid = batched_kmeans(padded, counts, k, generator=gen)
         self.prototypes.copy_(centres)
         self.prototype_valid.copy_(valid)

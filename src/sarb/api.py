@@ -1,0 +1,391 @@
+"""The Python API: what ``sarb train / eval / predict`` do, for notebooks and services.
+
+    from sarb.api import load_model, train
+
+    metrics = train({"dataset": "manifest", "train": "train.csv", "test": "test.csv"})
+    predictor = load_model("runs/my-run")          # a run directory (its best.pt) or a .pt file
+    probs = predictor.predict(["a.jpg", "b.jpg"])  # (N, C) probabilities
+    labels = predictor.predict_labels(["a.jpg"])   # [["cat", "dog"]]
+
+A checkpoint holds the model's state dict, the TrainConfig it was trained with and the class
+names; :func:`load_model` rebuilds the network from them without touching the training data,
+the ImageNet weights or the class-embedding source (everything is in the state dict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sarb.checkpoint import load_checkpoint
+from sarb.config import TrainConfig, load_yaml, resolve_config
+from sarb.data.dataset import ImageDataset, LabelledImages, load_rgb
+from sarb.data.embeddings import GLOVE_DIM
+from sarb.data.transforms import preprocess, test_transform
+from sarb.errors import SarbError
+from sarb.metrics import compute_metrics
+from sarb.methods import MethodContext, create_method
+from sarb.models.backbones import create_backbone
+from sarb.models.multilabel import MultiLabelModel
+
+ImageInput = Image.Image | str | os.PathLike
+"""One image for :meth:`Predictor.predict`: a PIL image or the path of an image file."""
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+"""File extensions that :func:`find_images` takes for images when it walks a directory."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading a checkpoint
+# --------------------------------------------------------------------------------------------
+
+
+def _checkpoint_config(payload: Mapping[str, Any], origin: str) -> TrainConfig:
+    raw = payload["config"]
+    if not isinstance(raw, Mapping):
+        raise SarbError(f"{origin}: not a sarb checkpoint (its config is not a mapping)")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        raise SarbError(
+            f"{origin}: the checkpoint's config has unknown keys {', '.join(unknown[:5])}"
+            " (written by another version of sarb?)"
+        )
+    try:
+        return TrainConfig(**raw)
+    except TypeError as exc:
+        raise SarbError(f"{origin}: unusable config in the checkpoint ({exc})") from None
+
+
+def _checkpoint_classes(payload: Mapping[str, Any], origin: str) -> list[str]:
+    names = payload.get("class_names")
+    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) for n in names):
+        raise SarbError(f"{origin}: not a sarb checkpoint (no list of class names inside)")
+    return list(names)
+
+
+def _stored_embeddings(cfg: TrainConfig, state: Mapping[str, Any]) -> np.ndarray | None:
+    """The fixed class embeddings to build the head with, or None when it learned them.
+
+    ``head.embeddings`` has the same state-dict key whether it was a learned ``nn.Parameter``
+    (``--embeddings learned``, or ``auto`` without GloVe: LEARNED_EMBED_DIM columns) or a fixed
+    buffer (GloVe, ``auto`` with GloVe: GLOVE_DIM columns, or a .npy file). Passing the stored
+    array rebuilds a buffer of the right width without reading GloVe or the .npy file again;
+    None rebuilds the learned parameter. load_state_dict then restores the values either way.
+    """
+    emb = state.get("head.embeddings")
+    if not torch.is_tensor(emb) or emb.dim() != 2:
+        return None  # a head without class embeddings (e.g. the linear baselines)
+    if cfg.embeddings == "learned" or (cfg.embeddings == "auto" and emb.shape[1] != GLOVE_DIM):
+        return None
+    return emb.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def rebuild_model(payload: Mapping[str, Any], origin: str = "checkpoint") -> MultiLabelModel:
+    """The network of a checkpoint payload (as :func:`sarb.checkpoint.load_checkpoint` reads it),
+    on the CPU, in eval mode, with every weight and buffer of the state dict loaded strictly.
+
+    This mirrors :func:`sarb.engine.build_model`, with three differences that make the rebuild
+    independent of the machine and of the training data: the backbone starts from random
+    weights (no ImageNet file is looked for), the class embeddings come from the state dict
+    (see :func:`_stored_embeddings`), and the label graph is built from an all-unknown label
+    matrix (the trained adjacency, prototypes and blend weights are buffers / parameters that
+    ``load_state_dict`` restores). ``origin`` names the checkpoint in errors.
+    """
+    cfg = _checkpoint_config(payload, origin)
+    class_names = _checkpoint_classes(payload, origin)
+    state = payload["model"]
+    if not isinstance(state, Mapping):
+        raise SarbError(f"{origin}: not a sarb checkpoint (its model weights are not a state dict)")
+    cfg = dataclasses.replace(cfg, weights="random")
+    backbone = create_backbone(cfg.backbone, "random", cfg.trainable)
+    ctx = MethodContext(
+        num_classes=len(class_names),
+        in_channels=backbone.out_channels,
+        class_names=list(class_names),
+        embeddings=_stored_embeddings(cfg, state),
+        train_labels=np.zeros((1, len(class_names)), dtype=np.int8),
+        config=cfg,
+    )
+    model = MultiLabelModel(backbone, create_method(cfg.method, ctx))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise SarbError(
+            f"{origin}: the weights do not fit the {cfg.method} / {cfg.backbone} model of its"
+            f" config ({first})"
+        ) from None
+    return model.eval()
+
+
+def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> Predictor:
+    """A :class:`Predictor` for ``checkpoint``: a ``.pt`` file or a run directory (its
+    ``best.pt``). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    A file that is not a sarb checkpoint is a SarbError naming it."""
+    from sarb.engine import pick_device
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "best.pt"
+    payload = load_checkpoint(path, map_location="cpu")
+    model = rebuild_model(payload, str(path))
+    dev = pick_device(device)
+    return Predictor(
+        model.to(dev),
+        _checkpoint_classes(payload, str(path)),
+        _checkpoint_config(payload, str(path)),
+        dev,
+        checkpoint=path,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """A trained model ready for inference: probabilities, label names and metrics.
+
+    Attributes: ``model`` (the :class:`MultiLabelModel`, in eval mode on ``device``),
+    ``class_names`` (column order of every score matrix), ``config`` (the TrainConfig it was
+    trained with; ``config.image_size`` is the input side), ``device`` and ``checkpoint``.
+    """
+
+    def __init__(
+        self,
+        model: MultiLabelModel,
+        class_names: Sequence[str],
+        config: TrainConfig,
+        device: torch.device | str = "cpu",
+        checkpoint: Path | None = None,
+    ):
+        self.model = model.eval()
+        self.class_names = list(class_names)
+        self.config = config
+        self.device = torch.device(device)
+        self.checkpoint = checkpoint
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(method={self.config.method!r}, backbone={self.config.backbone!r},"
+            f" classes={len(self.class_names)}, device={str(self.device)!r})"
+        )
+
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of the square inputs the model was trained on."""
+        return self.config.image_size
+
+    @torch.no_grad()
+    def _scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities (B, C) of a preprocessed batch, as the engine computes them."""
+        self.model.eval()
+        x = batch.to(self.device, non_blocking=True)
+        return torch.sigmoid(self.model.head(self.model.backbone(x))).float().cpu()
+
+    def predict(
+        self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 32
+    ) -> np.ndarray:
+        """Probabilities (N, C) float32, one column per class of ``class_names``.
+
+        ``images``: PIL images and/or image paths (resized to ``image_size`` and normalised with
+        the test transform), or a tensor (N, 3, S, S) that is already preprocessed that way.
+        An unreadable path is a SarbError naming it; see :meth:`predict_paths` to skip those.
+        """
+        if batch_size < 1:
+            raise SarbError(f"batch size must be >= 1, got {batch_size}")
+        if torch.is_tensor(images):
+            if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
+                raise SarbError(
+                    "a tensor input must be a preprocessed float batch (N, 3, S, S), got"
+                    f" {images.dtype} {tuple(images.shape)}; pass PIL images or paths instead"
+                )
+            chunks = [self._scores(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        else:
+            items = list(images)
+            chunks = []
+            for i in range(0, len(items), batch_size):
+                pil = [x if isinstance(x, Image.Image) else load_rgb(Path(x)) for x in items[i : i + batch_size]]
+                chunks.append(self._scores(preprocess(pil, self.image_size)))
+        if not chunks:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return torch.cat(chunks).numpy()
+
+    def predict_labels(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        threshold: float = 0.5,
+        batch_size: int = 32,
+    ) -> list[list[str]]:
+        """Per image, the names of the classes whose probability is >= ``threshold``
+        (the rule of the OP/OR/CP/CR metrics)."""
+        return self.labels_of(self.predict(images, batch_size), threshold)
+
+    def labels_of(self, scores: np.ndarray, threshold: float = 0.5) -> list[list[str]]:
+        """Class names over ``threshold`` for each row of a score matrix from :meth:`predict`."""
+        return [[self.class_names[c] for c in np.flatnonzero(row >= threshold)] for row in scores]
+
+    def predict_paths(
+        self, paths: Sequence[str | os.PathLike], batch_size: int = 32
+    ) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
+        """Like :meth:`predict` on image files, but an unreadable file is skipped, not fatal.
+
+        Returns ``(predicted, scores, skipped)``: the paths that were read, in input order,
+        their probabilities (len(predicted), C), and ``(path, reason)`` for each skipped file.
+        Images are decoded one batch at a time, so a large folder does not fill the memory.
+        """
+        if batch_size < 1:
+            raise SarbError(f"batch size must be >= 1, got {batch_size}")
+        done: list[Path] = []
+        skipped: list[tuple[Path, str]] = []
+        chunks: list[torch.Tensor] = []
+        pending: list[tuple[Path, Image.Image]] = []
+
+        def flush() -> None:
+            if pending:
+                chunks.append(self._scores(preprocess([img for _, img in pending], self.image_size)))
+                done.extend(p for p, _ in pending)
+                pending.clear()
+
+        for p in map(Path, paths):
+            try:
+                pending.append((p, load_rgb(p)))
+            except SarbError as exc:
+                skipped.append((p, str(exc)))
+            except Image.DecompressionBombError as exc:
+                skipped.append((p, f"{p}: cannot read image ({exc})"))
+            if len(pending) == batch_size:
+                flush()
+        flush()
+        scores = torch.cat(chunks).numpy() if chunks else np.zeros((0, len(self.class_names)), np.float32)
+        return done, scores, skipped
+
+    def evaluate(
+        self,
+        data: LabelledImages,
+        ap: str = "voc",
+        threshold: float = 0.5,
+        batch_size: int | None = None,
+        workers: int = 0,
+    ) -> dict[str, Any]:
+        """SPEC §7 metrics (mAP, OP/OR/OF1, CP/CR/CF1, top-3, AP per class; unknown labels
+        ignored) of the model on ``data``.
+
+        ``data`` must have the checkpoint's classes (any order: its columns are matched by
+        name). The images go through the test transform in batches of ``batch_size`` (default:
+        the training batch size), exactly as the engine computed the run's ``metrics.json``.
+        """
+        data = self._aligned(data)
+        bs = batch_size or self.config.batch_size
+        if bs < 1:
+            raise SarbError(f"batch size must be >= 1, got {bs}")
+        loader = torch.utils.data.DataLoader(
+            ImageDataset(data, test_transform(self.image_size)), bs, num_workers=workers
+        )
+        scores = torch.cat([self._scores(x) for x, _, _ in loader]).numpy()
+        return compute_metrics(scores, data.labels, ap=ap, threshold=threshold)
+
+    def _aligned(self, data: LabelledImages) -> LabelledImages:
+        if list(data.class_names) == self.class_names:
+            return data
+        if sorted(data.class_names) != sorted(self.class_names):
+            extra = [n for n in data.class_names if n not in self.class_names]
+            missing = [n for n in self.class_names if n not in data.class_names]
+            parts = [f"unknown {extra[:5]}" if extra else "", f"missing {missing[:5]}" if missing else ""]
+            raise SarbError(
+                f"{data.source or 'data'}: classes differ from the checkpoint's"
+                f" ({'; '.join(p for p in parts if p)})"
+            )
+        order = [list(data.class_names).index(n) for n in self.class_names]
+        return LabelledImages(list(data.images), data.labels[:, order], self.class_names, data.source)
+
+
+def find_images(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Image files of ``paths``: a file is taken as given; a directory contributes every file
+    inside it, recursively, sorted, whose extension is in :data:`IMAGE_EXTENSIONS`.
+
+    Returns ``(images, skipped)``, ``skipped`` being the directory entries with another
+    extension; each file appears once. A path that does not exist is a SarbError.
+    """
+    images: list[Path] = []
+    skipped: list[Path] = []
+    seen: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: str(p))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise SarbError(f"{path}: no such file or directory")
+        for f in files:
+            key = os.path.normcase(os.path.abspath(f))
+            if key in seen:
+                continue
+            seen.add(key)
+            if f is path or f.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(f)
+            else:
+                skipped.append(f)
+    return images, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _config_of(config: TrainConfig | Mapping[str, Any] | str | os.PathLike) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        values = dataclasses.asdict(config)
+    elif isinstance(config, Mapping):
+        values = {}
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key, value in config.items():
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                raise SarbError(f"unknown config key {key!r}")
+            values[name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+    elif isinstance(config, str | os.PathLike):
+        values = load_yaml(config)
+    else:
+        raise SarbError(
+            f"a training config is a TrainConfig, a dict or a YAML path, not {type(config).__name__}"
+        )
+    return resolve_config(None, **values)
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any] | str | os.PathLike, quiet: bool = False
+) -> dict[str, Any]:
+    """Train as ``sarb train`` does and return the content of the run's ``metrics.json``.
+
+    ``config``: a :class:`TrainConfig`, a dict of its fields (dashes or underscores; unset
+    fields keep their defaults) or the path of a YAML file with those keys. The run directory
+    is ``config.out`` (default ``runs/<time>-<method>``); :func:`load_model` reads it back.
+    ``quiet`` hides the progress bars and the per-epoch lines on stderr.
+    """
+    from sarb.engine import train as engine_train
+
+    return engine_train(_config_of(config), quiet=quiet)
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Predictor",
+    "find_images",
+    "load_model",
+    "rebuild_model",
+    "train",
+]
