@@ -30,8 +30,8 @@ from sarb.data.dataset import ImageDataset, LabelledImages, load_rgb
 from sarb.data.embeddings import GLOVE_DIM
 from sarb.data.transforms import preprocess, test_transform
 from sarb.errors import SarbError
-from sarb.metrics import compute_metrics
 from sarb.methods import MethodContext, create_method
+from sarb.metrics import compute_metrics
 from sarb.models.backbones import create_backbone
 from sarb.models.multilabel import MultiLabelModel
 
@@ -68,7 +68,11 @@ def _checkpoint_config(payload: Mapping[str, Any], origin: str) -> TrainConfig:
 
 def _checkpoint_classes(payload: Mapping[str, Any], origin: str) -> list[str]:
     names = payload.get("class_names")
-    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) for n in names):
+    if (
+        not isinstance(names, list | tuple)
+        or not names
+        or not all(isinstance(n, str) for n in names)
+    ):
         raise SarbError(f"{origin}: not a sarb checkpoint (no list of class names inside)")
     return list(names)
 
@@ -211,12 +215,17 @@ class Predictor:
                     "a tensor input must be a preprocessed float batch (N, 3, S, S), got"
                     f" {images.dtype} {tuple(images.shape)}; pass PIL images or paths instead"
                 )
-            chunks = [self._scores(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+            chunks = [
+                self._scores(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
+            ]
         else:
             items = list(images)
             chunks = []
             for i in range(0, len(items), batch_size):
-                pil = [x if isinstance(x, Image.Image) else load_rgb(Path(x)) for x in items[i : i + batch_size]]
+                pil = [
+                    x if isinstance(x, Image.Image) else load_rgb(Path(x))
+                    for x in items[i : i + batch_size]
+                ]
                 chunks.append(self._scores(preprocess(pil, self.image_size)))
         if not chunks:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
@@ -254,7 +263,9 @@ class Predictor:
 
         def flush() -> None:
             if pending:
-                chunks.append(self._scores(preprocess([img for _, img in pending], self.image_size)))
+                chunks.append(
+                    self._scores(preprocess([img for _, img in pending], self.image_size))
+                )
                 done.extend(p for p, _ in pending)
                 pending.clear()
 
@@ -268,7 +279,11 @@ class Predictor:
             if len(pending) == batch_size:
                 flush()
         flush()
-        scores = torch.cat(chunks).numpy() if chunks else np.zeros((0, len(self.class_names)), np.float32)
+        scores = (
+            torch.cat(chunks).numpy()
+            if chunks
+            else np.zeros((0, len(self.class_names)), np.float32)
+        )
         return done, scores, skipped
 
     def evaluate(
@@ -302,13 +317,18 @@ class Predictor:
         if sorted(data.class_names) != sorted(self.class_names):
             extra = [n for n in data.class_names if n not in self.class_names]
             missing = [n for n in self.class_names if n not in data.class_names]
-            parts = [f"unknown {extra[:5]}" if extra else "", f"missing {missing[:5]}" if missing else ""]
+            parts = [
+                f"unknown {extra[:5]}" if extra else "",
+                f"missing {missing[:5]}" if missing else "",
+            ]
             raise SarbError(
                 f"{data.source or 'data'}: classes differ from the checkpoint's"
                 f" ({'; '.join(p for p in parts if p)})"
             )
         order = [list(data.class_names).index(n) for n in self.class_names]
-        return LabelledImages(list(data.images), data.labels[:, order], self.class_names, data.source)
+        return LabelledImages(
+            list(data.images), data.labels[:, order], self.class_names, data.source
+        )
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
@@ -361,7 +381,8 @@ def _config_of(config: TrainConfig | Mapping[str, Any] | str | os.PathLike) -> T
         values = load_yaml(config)
     else:
         raise SarbError(
-            f"a training config is a TrainConfig, a dict or a YAML path, not {type(config).__name__}"
+            "a training config is a TrainConfig, a dict or a YAML path,"
+            f" not {type(config).__name__}"
         )
     return resolve_config(None, **values)
 

@@ -86,6 +86,92 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from sarb.api import load_model
+    from sarb.data.manifest import read_manifest
+    from sarb.engine import load_splits
+
+    dataset = args.dataset or ("manifest" if args.test else None)
+    if args.test and dataset != "manifest":
+        raise SarbError("--test FILE needs --dataset manifest")
+    if dataset == "manifest" and not args.test:
+        raise SarbError("--dataset manifest needs --test FILE (the manifest to evaluate on)")
+    if args.test and args.split:
+        raise SarbError("--split picks a split of a dataset; with --test the manifest is used")
+    predictor = load_model(args.checkpoint, device=args.device)
+    cfg, names, split = predictor.config, predictor.class_names, args.split or "test"
+    if dataset == "manifest":
+        data, split = read_manifest(args.test, names), None
+    elif dataset == "demo":
+        from sarb.data.demo import ensure_demo
+
+        data = read_manifest(ensure_demo(cfg.cache_dir) / f"{split}.csv", names)
+    else:  # the dataset and split the checkpoint was trained and selected on
+        data = getattr(load_splits(cfg), split)
+    metrics = predictor.evaluate(
+        data, ap=args.ap or cfg.ap, threshold=args.threshold, batch_size=args.batch_size
+    )
+    result = {
+        **metrics,
+        "checkpoint": str(predictor.checkpoint),
+        "data": data.source,
+        "split": split,
+        "images": len(data),
+    }
+    print(json.dumps(result))
+    if args.out:
+        try:
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            raise SarbError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from sarb.api import find_images, load_model
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise SarbError(f"--threshold must be in [0, 1], got {args.threshold}")
+    images, ignored = find_images(args.paths)
+    if ignored:
+        shown = ", ".join(str(p) for p in ignored[:10])
+        more = f", ... ({len(ignored)} in all)" if len(ignored) > 10 else ""
+        print(f"sarb: warning: skipped files that are not images: {shown}{more}", file=sys.stderr)
+    if not images:
+        raise SarbError(f"no image files found in {', '.join(args.paths)}")
+    predictor = load_model(args.checkpoint, device=args.device)
+    done, scores, unreadable = predictor.predict_paths(images, batch_size=args.batch_size)
+    for _, reason in unreadable:
+        print(f"sarb: warning: {reason}; skipped", file=sys.stderr)
+    if not done:
+        raise SarbError(f"none of the {len(images)} image files could be read")
+    names = predictor.class_names
+    buf = io.StringIO()
+    if args.format == "csv":
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["image", *names])
+        for path, row in zip(done, scores, strict=True):
+            writer.writerow([str(path), *(repr(float(p)) for p in row)])
+    else:
+        labels = predictor.labels_of(scores, args.threshold)
+        for path, row, pos in zip(done, scores, labels, strict=True):
+            scored = {n: float(p) for n, p in zip(names, row, strict=True)}
+            record = {"image": str(path), "labels": pos, "scores": scored}
+            buf.write(json.dumps(record) + "\n")
+    if args.out:
+        try:
+            Path(args.out).write_text(buf.getvalue())
+        except OSError as exc:
+            raise SarbError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+        print(f"{args.out}: predictions for {len(done)} images", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
+
+
 def _cmd_methods(args: argparse.Namespace) -> int:
     from sarb.methods import list_methods
 
@@ -134,6 +220,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logits", action="store_true", help="scores are logits: apply a sigmoid")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive")
     p.set_defaults(func=_cmd_metrics)
+
+    p = sub.add_parser("eval", help="SPEC §7 metrics of a checkpoint, as JSON")
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
+    p.add_argument(
+        "--dataset",
+        choices=("demo", "manifest"),
+        help="evaluate on this dataset (default: the one the checkpoint was trained on)",
+    )
+    p.add_argument("--test", help="manifest to evaluate on, with --dataset manifest")
+    p.add_argument("--split", choices=("test", "val"), help="split of the dataset (test)")
+    p.add_argument("--ap", choices=("voc", "sklearn"), help="AP definition (the checkpoint's)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive")
+    p.add_argument("--batch-size", type=int, help="images per batch (the checkpoint's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="class probabilities of images, one record per image")
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability of a listed label")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format")
+    p.add_argument("--out", help="write the records to this file instead of stdout")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("methods", help="list the registered methods with their references")
     p.set_defaults(func=_cmd_methods)

@@ -27,12 +27,20 @@ class TrainConfig:
     """Everything a training run needs. Defaults are the paper's recipe (SPEC §6)."""
 
     # data
-    dataset: str = _opt(
-        "demo", "dataset: the embedded demo or your manifests", ("demo", "manifest")
-    )
+    dataset: str = _opt("demo", "dataset: demo, manifest, or a paper dataset (see README)")
     train: str | None = _opt(None, "training manifest (.csv or .jsonl), for --dataset manifest")
     val: str | None = _opt(None, "validation manifest; without it a split is carved from --train")
     test: str | None = _opt(None, "test manifest, for --dataset manifest")
+    root: str | None = _opt(None, "dataset root folder (paper datasets)")
+    annotations: str | None = _opt(None, "COCO-format annotation file of the training split")
+    images: str | None = _opt(None, "image folder of --annotations")
+    test_annotations: str | None = _opt(None, "COCO-format annotation file of the test split")
+    test_images: str | None = _opt(None, "image folder of --test-annotations")
+    voc_difficult: str = _opt(
+        "negative",
+        "VOC objects marked difficult: negative (reference) or ignore (standard VOC)",
+        ("negative", "ignore"),
+    )
     val_fraction: float = _opt(0.1, "fraction of the training set held out when --val is not given")
     known: float = _opt(1.0, "proportion of training labels kept (SPEC §2); 1 keeps the manifest's")
     mask_protocol: str = _opt("hcp", "how labels are hidden", ("hcp", "per-image", "generator"))
@@ -93,8 +101,6 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        if self.dataset == "manifest" and not (self.train and self.test):
-            raise SarbError("--dataset manifest needs --train and --test manifests")
 
 
 def _flag(name: str) -> str:

@@ -22,8 +22,8 @@ from sarb.checkpoint import load_checkpoint, save_checkpoint
 from sarb.config import TrainConfig, save_config
 from sarb.data.dataset import ImageDataset, LabelledImages, split_train_val
 from sarb.data.embeddings import class_embeddings
-from sarb.data.manifest import read_manifest
 from sarb.data.partial import mask_labels
+from sarb.data.sources import read_dataset
 from sarb.data.transforms import test_transform, train_transform
 from sarb.errors import SarbError
 from sarb.methods import MethodContext, create_method
@@ -52,25 +52,15 @@ def cache_root(cfg: TrainConfig) -> Path:
 def load_splits(cfg: TrainConfig) -> Splits:
     """Read the dataset of ``cfg`` and hide training labels per ``--known`` (SPEC §2).
 
-    The mask is drawn over the whole training manifest in its row order, before a validation
-    split is carved out of it, so the kept labels are those of the paper's protocol.
+    The mask is drawn over the whole training split in its canonical row order, before a
+    validation split is carved out of it, so the kept labels are those of the paper's protocol.
     """
-    if cfg.dataset == "demo":
-        from sarb.data.demo import ensure_demo
-
-        root = ensure_demo(cfg.cache_dir)
-        train = read_manifest(root / "train.csv")
-        val = read_manifest(root / "val.csv", train.class_names)
-        test = read_manifest(root / "test.csv", train.class_names)
-        return Splits("demo", _mask(train, cfg), val, test)
-    train = read_manifest(cfg.train)
-    test = read_manifest(cfg.test, train.class_names)
-    train = _mask(train, cfg)
-    if cfg.val:
-        val = read_manifest(cfg.val, train.class_names)
-    else:
-        train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
-    return Splits(Path(cfg.train).stem, train, val, test)
+    source = read_dataset(cfg)
+    train = _mask(source.train, cfg)
+    if source.val is not None:
+        return Splits(source.name, train, source.val, source.test)
+    train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
+    return Splits(source.name, train, val, source.test)
 
 
 def _mask(train: LabelledImages, cfg: TrainConfig) -> LabelledImages:
