@@ -18,8 +18,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sarb.engine import run_dir_for, train
     from sarb.metrics import format_table
 
-    cfg = resolve_config(args)
-    result = train(cfg)
+    if args.resume:
+        from sarb.config import load_yaml
+
+        run_dir = Path(args.resume)
+        if not (run_dir / "last.pt").is_file():
+            raise SarbError(f"{run_dir}: no last.pt to resume from")
+        cfg = resolve_config(None, **{**load_yaml(run_dir / "config.yaml"), "out": str(run_dir)})
+        result = train(cfg, resume=True)
+    else:
+        cfg = resolve_config(args)
+        result = train(cfg)
     print(format_table({cfg.method: result}))
     print(f"run directory: {run_dir_for(cfg)}", file=sys.stderr)
     return 0
@@ -194,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a method; test metrics of the val-selected epoch")
     add_config_arguments(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="train on the embedded demo dataset and print a table")

@@ -215,8 +215,8 @@ def run_dir_for(cfg: TrainConfig) -> Path:
 class RunLog:
     """Per-epoch records: ``log.jsonl`` in the run directory, and TensorBoard when installed."""
 
-    def __init__(self, run_dir: Path):
-        self.file = (run_dir / "log.jsonl").open("w")
+    def __init__(self, run_dir: Path, append: bool = False):
+        self.file = (run_dir / "log.jsonl").open("a" if append else "w")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -273,11 +273,45 @@ def train_one_epoch(
     return step, {k: float(v) / max(n, 1) for k, v in sums.items()}
 
 
-def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random stream a training run draws from, for an exact resume."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state(np.random.get_state()),  # noqa: NPY002
+        "python": random.getstate(),
+        "sampler": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state(state: tuple | dict) -> tuple | dict:
+    """numpy's legacy RNG state as plain tensors and numbers (loadable with weights_only)."""
+    if isinstance(state, tuple):
+        name, keys, pos, has_gauss, gauss = state
+        return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["gauss"])
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_numpy_state(state["numpy"]))  # noqa: NPY002
+    random.setstate(state["python"])
+    generator.set_state(state["sampler"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg.method``, select the epoch on the validation split, report on the test split.
 
     Writes into the run directory: ``config.yaml``, ``log.jsonl`` (one line per epoch),
     ``last.pt``, ``best.pt`` and ``metrics.json``. Returns the content of ``metrics.json``.
+    With ``resume``, continues from the run directory's ``last.pt`` (model, optimiser,
+    scheduler, epoch, step, every RNG state), so the result equals an uninterrupted run.
     """
     cfg.validate()
     run_dir = run_dir_for(cfg)
@@ -286,6 +320,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         save_config(cfg, run_dir / "config.yaml")
     except OSError as exc:
         raise SarbError(f"{run_dir}: cannot write the run directory ({exc.strerror})") from None
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     generator = seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     splits = load_splits(cfg)
@@ -298,9 +334,21 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
-    log = RunLog(run_dir)
-    best_map, best_epoch, step = -1.0, -1, 0
-    for epoch in range(cfg.epochs):
+    best_map, best_epoch, step, start_epoch = -1.0, -1, 0, 0
+    if resume:
+        state = load_checkpoint(run_dir / "last.pt", map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"], state["step"]
+        best_map, best_epoch = state["best_val_mAP"], state["best_epoch"]
+        _set_rng_state(state["rng"], generator)
+        _truncate_log(run_dir / "log.jsonl", start_epoch)
+        print(f"sarb: resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
+    log = RunLog(run_dir, append=resume)
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
         started = time.time()
         model.head.on_epoch_start(epoch, _train_batches(inputs, plain_train_loader))
         lr = optimizer.param_groups[0]["lr"]
@@ -319,19 +367,34 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             "epoch_time_s": round(time.time() - started, 3),
         }
         log.write(record)
-        checkpoint = _checkpoint(model, cfg, splits, epoch + 1, val_map)
-        save_checkpoint(run_dir / "last.pt", checkpoint)
-        if val_map > best_map:
+        improved = val_map > best_map
+        if improved:
             best_map, best_epoch = val_map, epoch + 1
+        checkpoint = {
+            "model": model.state_dict(),
+            "config": dataclasses.asdict(cfg),
+            "class_names": list(splits.train.class_names),
+            "dataset": splits.name,
+            "epoch": epoch + 1,
+            "step": step,
+            "val_mAP": val_map,
+            "best_val_mAP": best_map,
+            "best_epoch": best_epoch,
+        }
+        if improved:
             save_checkpoint(run_dir / "best.pt", checkpoint)
+        training_state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(generator),
+        }
+        save_checkpoint(run_dir / "last.pt", {**checkpoint, **training_state})
         if not quiet:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
                 f"val mAP {val_map:.2f}  ({record['epoch_time_s']:.1f}s)",
                 file=sys.stderr,
             )
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
     log.close()
     model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
     result = {
@@ -349,14 +412,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     return result
 
 
-def _checkpoint(
-    model: MultiLabelModel, cfg: TrainConfig, splits: Splits, epoch: int, val_map: float
-):
-    return {
-        "model": model.state_dict(),
-        "config": dataclasses.asdict(cfg),
-        "class_names": list(splits.train.class_names),
-        "dataset": splits.name,
-        "epoch": epoch,
-        "val_mAP": val_map,
-    }
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Keep the first ``epochs`` records of a log (an interrupted epoch is redone on resume)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:epochs]))
