@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sarb.errors import SarbError
 
@@ -70,11 +70,29 @@ def split_train_val(
     return data.subset(train_idx), data.subset(val_idx)
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB: EXIF rotation applied, alpha composited on white,
+    16-bit and 32-bit greyscale scaled to 8 bits (``convert`` alone would clip them)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB, or raise a one-line error naming the file."""
+    """Open an image as RGB (see :func:`to_rgb`), or raise a one-line error naming the file."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            img.load()
+            return to_rgb(img)
     except FileNotFoundError:
         raise SarbError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
