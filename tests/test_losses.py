@@ -144,3 +144,25 @@ def test_contrastive_without_pairs_is_zero_with_graph():
     assert loss.item() == 0.0 and loss.grad_fn is not None
     loss.backward()
     assert torch.isfinite(features.grad).all() and torch.all(features.grad == 0)
+
+
+def test_sampled_negatives_keep_positives_hardest_and_twice_as_many_random() -> None:
+    from sarb.losses import _sample_negative_pairs
+
+    torch.manual_seed(0)
+    b = 6
+    cos = torch.rand(2, b, b)
+    cos[0, 2, 5] = 0.99  # the hardest negative pair of class 0
+    upper = torch.ones(b, b, dtype=torch.bool).triu(1)
+    pairs = upper.expand(2, b, b).clone()
+    positive = torch.zeros(2, b, b, dtype=torch.bool)
+    positive[0, 0, 1] = True  # class 0: one positive pair; class 1: none
+    chosen = _sample_negative_pairs(cos, pairs, positive)
+    assert chosen[0, 0, 1] and chosen[0, 2, 5]
+    assert int(chosen[0].sum()) == 1 + 1 + 2  # positives + P hardest + 2P random
+    assert not chosen[1].any()  # no positive pair: no negative either
+    assert not (chosen & ~pairs).any()
+    features = torch.randn(b, 2, 4)
+    targets = torch.tensor([[1, -1], [1, -1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
+    loss = contrastive_loss(features, targets.float(), negatives="sampled")
+    assert torch.isfinite(loss)

@@ -72,6 +72,11 @@ class TrainConfig:
     proto_every: int = _opt(5, "recompute the prototypes every this many epochs")
     num_prototypes: int = _opt(10, "K-means centres per class (K)")
     contrastive_weight: float = _opt(0.05, "weight of the contrastive loss (lambda)")
+    contrastive_negatives: str = _opt(
+        "all",
+        "pairs of the contrastive loss: all (SPEC §5) or sampled (authors' code)",
+        ("all", "sampled"),
+    )
     # run
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")

@@ -84,12 +84,16 @@ def partial_bce_durand(logits: Tensor, targets: Tensor) -> Tensor:
     return per_image.mean()
 
 
-def contrastive_loss(features: Tensor, targets: Tensor) -> Tensor:
+def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "all") -> Tensor:
     """Class-wise contrastive loss on category-specific features (SARB, Pu et al. AAAI 2022, §5).
 
     For each class c and each unordered pair of images n < m whose labels of c are both known:
     ``1 - cos(x^n_c, x^m_c)`` if both are positive, ``1 + cos(x^n_c, x^m_c)`` otherwise.
     Averaged over all the pairs used (across classes); 0 (connected to ``features``) if none.
+
+    ``negatives="all"`` uses every such pair (SPEC §5). ``"sampled"`` follows the authors' code:
+    per class, with P positive pairs, only the P hardest other pairs (highest cosine) and 2P
+    random ones count, so that the many pairs of two negatives do not swamp the positives.
 
     features: (B, C, D); targets: (B, C). Returns a scalar.
     """
@@ -102,8 +106,34 @@ def contrastive_loss(features: Tensor, targets: Tensor) -> Tensor:
     pairs = known[:, :, None] & known[:, None, :] & upper  # (C, B, B), n < m, both known
     both_pos = pos[:, :, None] & pos[:, None, :]  # (C, B, B)
     per_pair = torch.where(both_pos, 1.0 - cos, 1.0 + cos)  # (C, B, B)
+    if negatives == "sampled":
+        pairs = _sample_negative_pairs(cos.detach(), pairs, both_pos & pairs)
+    elif negatives != "all":
+        raise ValueError(f"negatives must be 'all' or 'sampled', got {negatives!r}")
     n_pairs = pairs.sum().clamp(min=1).to(cos.dtype)  # no host sync; 0 / 1 = 0 when no pair
     return torch.where(pairs, per_pair, torch.zeros_like(per_pair)).sum() / n_pairs
+
+
+def _sample_negative_pairs(cos: Tensor, pairs: Tensor, positive: Tensor) -> Tensor:
+    """Keep, per class, the positive pairs, the P hardest other pairs and 2P random others.
+
+    cos, pairs, positive: (C, B, B); P = the class's number of positive pairs. Vectorised over
+    classes by ranking each class's candidates (hardness, then a random key).
+    """
+    c = cos.shape[0]
+    neg = (pairs & ~positive).reshape(c, -1)  # (C, B*B) candidate negative pairs
+    n_pos = positive.reshape(c, -1).sum(1, keepdim=True)  # (C, 1)
+
+    def first(scores: Tensor, mask: Tensor, k: Tensor) -> Tensor:
+        """mask of the k highest ``scores`` among ``mask`` entries, per row."""
+        order = torch.where(mask, scores, -torch.inf).argsort(dim=1, descending=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1],
+                                                device=order.device).expand_as(order))  # fmt: skip
+        return mask & (rank < k)
+
+    hard = first(cos.reshape(c, -1), neg, n_pos)  # (C, B*B)
+    rand = first(torch.rand_like(cos).reshape(c, -1), neg & ~hard, 2 * n_pos)
+    return positive | (hard | rand).reshape_as(pairs)
 
 
 __all__ = [

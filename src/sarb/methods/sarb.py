@@ -55,6 +55,7 @@ class CategorySpecificModel(Method):
         self.use_ilrb, self.use_plrb = use_ilrb, use_plrb
         self.contrastive_weight = cfg.contrastive_weight if contrastive else 0.0
         self.normalize = cfg.bce_normalize
+        self.contrastive_negatives = cfg.contrastive_negatives
         self.blend_start, self.proto_every = cfg.blend_start, cfg.proto_every
         self.seed = cfg.seed
         if use_ilrb:
@@ -96,7 +97,7 @@ class CategorySpecificModel(Method):
         }
         loss = sum(terms.values())
         if self.contrastive_weight > 0:
-            terms["contrastive"] = contrastive_loss(x, targets)
+            terms["contrastive"] = contrastive_loss(x, targets, self.contrastive_negatives)
             loss = loss + self.contrastive_weight * terms["contrastive"]
         return loss, {k: v.detach() for k, v in terms.items()}
 
