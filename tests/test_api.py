@@ -115,6 +115,23 @@ def test_fixed_glove_embeddings_come_back_as_a_buffer(tiny_dataset, tmp_path: Pa
     assert np.array_equal(predictor.predict(batch, batch_size=64), expected)
 
 
+def test_amp_runs_are_scored_as_the_engine_scored_them(tiny_dataset, tmp_path: Path) -> None:
+    run = _train(tiny_dataset, tmp_path / "amp", "bce-ignore", "--amp", "--epochs", "1",
+                 "--max-steps", "1")  # fmt: skip
+    predictor = api.load_model(run, device="cpu")
+    assert predictor.config.amp
+    metrics = json.loads((run / "metrics.json").read_text())
+    got = predictor.evaluate(read_manifest(tiny_dataset["test"]))
+    assert got["ap_per_class"] == metrics["ap_per_class"]
+    paths, batch = _test_batch(tiny_dataset, 32)
+    bf16 = predictor.predict(paths)
+    ref, _, _ = _reference(run)
+    with torch.no_grad():
+        fp32 = torch.sigmoid(ref(batch)).numpy()
+    assert not np.array_equal(bf16, fp32)  # autocast is really on
+    np.testing.assert_allclose(bf16, fp32, atol=0.02)
+
+
 def test_predict_labels_thresholds_the_scores(runs, tiny_dataset) -> None:
     predictor = api.load_model(runs["bce-ignore"], device="cpu")
     paths, _ = _test_batch(tiny_dataset, 32)

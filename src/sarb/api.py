@@ -26,9 +26,10 @@ from PIL import Image
 
 from sarb.checkpoint import load_checkpoint
 from sarb.config import TrainConfig, load_yaml, resolve_config
-from sarb.data.dataset import ImageDataset, LabelledImages, load_rgb
+from sarb.data.dataset import LabelledImages, load_rgb
 from sarb.data.embeddings import GLOVE_DIM
-from sarb.data.transforms import preprocess, test_transform
+from sarb.data.transforms import preprocess
+from sarb.engine import Inputs, pick_device, predict_scores
 from sarb.errors import SarbError
 from sarb.methods import MethodContext, create_method
 from sarb.metrics import compute_metrics
@@ -136,8 +137,6 @@ def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> Predictor
     """A :class:`Predictor` for ``checkpoint``: a ``.pt`` file or a run directory (its
     ``best.pt``). ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     A file that is not a sarb checkpoint is a SarbError naming it."""
-    from sarb.engine import pick_device
-
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "best.pt"
@@ -164,6 +163,8 @@ class Predictor:
     Attributes: ``model`` (the :class:`MultiLabelModel`, in eval mode on ``device``),
     ``class_names`` (column order of every score matrix), ``config`` (the TrainConfig it was
     trained with; ``config.image_size`` is the input side), ``device`` and ``checkpoint``.
+    Scores are computed as the engine computes them during training (bf16 autocast if the run
+    used ``--amp``), so :meth:`evaluate` reproduces the run's ``metrics.json``.
     """
 
     def __init__(
@@ -191,12 +192,20 @@ class Predictor:
         """Side in pixels of the square inputs the model was trained on."""
         return self.config.image_size
 
-    @torch.no_grad()
+    def _inputs(self, batch_size: int | None = None, workers: int = 0) -> Inputs:
+        """The engine's input pipeline for this model: test transform, bf16 autocast when the
+        run trained with ``--amp``, channels-last on CUDA; never the on-disk feature cache."""
+        cfg = dataclasses.replace(
+            self.config,
+            feature_cache=False,
+            batch_size=self.config.batch_size if batch_size is None else batch_size,
+            workers=workers,
+        )
+        return Inputs(cfg, self.model, self.device)
+
     def _scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities (B, C) of a preprocessed batch, as the engine computes them."""
-        self.model.eval()
-        x = batch.to(self.device, non_blocking=True)
-        return torch.sigmoid(self.model.head(self.model.backbone(x))).float().cpu()
+        """Probabilities (B, C) of a preprocessed batch, computed as the engine computes them."""
+        return torch.from_numpy(predict_scores(self.model, self._inputs(), [(batch, None, None)]))
 
     def predict(
         self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 32
@@ -302,13 +311,11 @@ class Predictor:
         the training batch size), exactly as the engine computed the run's ``metrics.json``.
         """
         data = self._aligned(data)
-        bs = batch_size or self.config.batch_size
+        bs = self.config.batch_size if batch_size is None else batch_size
         if bs < 1:
             raise SarbError(f"batch size must be >= 1, got {bs}")
-        loader = torch.utils.data.DataLoader(
-            ImageDataset(data, test_transform(self.image_size)), bs, num_workers=workers
-        )
-        scores = torch.cat([self._scores(x) for x, _, _ in loader]).numpy()
+        inputs = self._inputs(bs, workers)
+        scores = predict_scores(self.model, inputs, inputs.loader(data, train=False))
         return compute_metrics(scores, data.labels, ap=ap, threshold=threshold)
 
     def _aligned(self, data: LabelledImages) -> LabelledImages:

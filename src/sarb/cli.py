@@ -118,7 +118,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:  # the dataset and split the checkpoint was trained and selected on
         data = getattr(load_splits(cfg), split)
     metrics = predictor.evaluate(
-        data, ap=args.ap or cfg.ap, threshold=args.threshold, batch_size=args.batch_size
+        data,
+        ap=args.ap or cfg.ap,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        workers=cfg.workers,
     )
     result = {
         **metrics,

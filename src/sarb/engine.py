@@ -314,6 +314,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     scheduler, epoch, step, every RNG state), so the result equals an uninterrupted run.
     """
     cfg.validate()
+    cfg = _absolute_paths(cfg)
     run_dir = run_dir_for(cfg)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -410,6 +411,18 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+PATH_FIELDS = ("train", "val", "test", "root", "annotations", "images", "test_annotations",
+               "test_images", "cache_dir")  # fmt: skip
+
+
+def _absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with its data paths made absolute, so a checkpoint works from any folder."""
+    fixed = {f: str(Path(v).resolve()) for f in PATH_FIELDS if (v := getattr(cfg, f))}
+    if cfg.weights not in ("auto", "random", "imagenet") and Path(cfg.weights).is_file():
+        fixed["weights"] = str(Path(cfg.weights).resolve())
+    return dataclasses.replace(cfg, **fixed)
 
 
 def _truncate_log(path: Path, epochs: int) -> None:

@@ -95,7 +95,7 @@ def load_rgb(path: Path) -> Image.Image:
             return to_rgb(img)
     except FileNotFoundError:
         raise SarbError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise SarbError(f"{path}: cannot read image ({exc})") from None
 
 
