@@ -185,6 +185,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from sarb.bench import format_bench, run_bench, write_json
+
+    result = run_bench(args.device, args.quick)
+    print(format_bench(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _cmd_methods(args: argparse.Namespace) -> int:
     from sarb.methods import list_methods
 
@@ -260,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("bench", help="speed and memory ratios, measured side by side")
+    p.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes on a CPU")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("methods", help="list the registered methods with their references")
     p.set_defaults(func=_cmd_methods)

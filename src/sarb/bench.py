@@ -1,0 +1,332 @@
+"""``sarb bench``: speed and memory ratios, each measured side by side in one run.
+
+Every ratio compares two ways of doing the same work on the same inputs, after a warm-up, so
+that it means something on a noisy machine; the absolute times are reported beside it.
+
+- ``sarb_vs_ssgrl_step``: SARB train step time / SSGRL train step time (same model and batch).
+- ``sd_memory_vs_naive`` and ``sd_time_vs_naive``: a naive semantic decoupling that builds
+  (B, H*W, C, D) copies against ours, peak memory and time of forward + backward.
+- ``kmeans_vs_sklearn`` and ``kmeans_inertia_ratio``: scikit-learn's KMeans run class by class
+  against our batched K-means, for one prototype refresh.
+- ``metrics_vs_sklearn``: ``sklearn.metrics.average_precision_score`` per class against our mAP,
+  on a COCO-sized 40,504 x 80 score matrix.
+- ``input_vs_pil``: images/s of our train transform against a plain PIL + torchvision (v1)
+  pipeline, one process, the same JPEG files.
+- ``train_vs_backbone`` (CUDA only): images/s of the full SARB step (ResNet-101, 448, batch 16,
+  bf16) / images/s of the backbone's own forward + backward on the same batch.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sarb.config import resolve_config
+from sarb.methods import MethodContext, create_method
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in seconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Tracks the bytes held by tensors that operators create, and their peak (CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: set[int] = set()
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self.seen.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key and key not in self.seen:
+                    self.seen.add(key)
+                    self.live += storage.nbytes()
+                    weakref.finalize(storage, self._release, key, storage.nbytes())
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak bytes allocated while ``fn`` runs (beyond what existed before)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    with _LiveBytes() as mode:
+        fn()
+    return mode.peak
+
+
+def _step_models(device: torch.device, quick: bool) -> dict[str, Any]:
+    """SSGRL and SARB with the same backbone weights, batch and prototypes."""
+    size, batch, classes = (128, 8, 20) if quick else (448, 16, 80)
+    backbone = "resnet18" if quick and device.type == "cpu" else "resnet101"
+    cfg = resolve_config(
+        None, backbone=backbone, weights="random", image_size=size, batch_size=batch,
+        blend_start=0, embeddings="learned", amp=device.type == "cuda",
+    )  # fmt: skip
+    from sarb.models.backbones import create_backbone
+    from sarb.models.multilabel import MultiLabelModel
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(-1, 2, (256, classes), generator=gen).numpy()
+    images = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    targets = torch.from_numpy(labels[:batch]).float().to(device)
+    models = {}
+    for name in ("ssgrl", "sarb"):
+        torch.manual_seed(0)
+        bb = create_backbone(backbone, "random", "paper")
+        ctx = MethodContext(classes, bb.out_channels, [str(i) for i in range(classes)], None,
+                            labels, cfg)  # fmt: skip
+        model = MultiLabelModel(bb, create_method(name, ctx)).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        models[name] = model
+    models["sarb"].load_state_dict(models["ssgrl"].state_dict(), strict=False)
+    head = models["sarb"].head
+    with torch.no_grad():  # prototypes from the model's own features of a few batches
+        head.eval()
+        fm = models["sarb"].backbone(images)
+        head.refresh_prototypes(lambda: [(fm, targets)], seed=0)
+    return {"models": models, "images": images, "targets": targets, "cfg": cfg}
+
+
+def _train_step(model, images, targets, optimizer, amp: bool) -> Callable[[], None]:
+    def step() -> None:
+        model.train()
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = model.head.loss(model.backbone(images), targets, epoch=10)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_step(device: torch.device, quick: bool) -> dict[str, float]:
+    setup = _step_models(device, quick)
+    amp = setup["cfg"].amp
+    out = {}
+    for name, model in setup["models"].items():
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-5)
+        step = _train_step(model, setup["images"], setup["targets"], opt, amp)
+        out[f"{name}_step_s"] = timed(step, device, repeat=3 if quick else 10, warmup=2)
+    out["sarb_vs_ssgrl_step"] = out["sarb_step_s"] / out["ssgrl_step_s"]
+    if device.type == "cuda":
+        bb = setup["models"]["sarb"].backbone
+        images = setup["images"]
+
+        def backbone_only() -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                fm = bb(images)
+            fm.float().mean().backward()
+
+        out["backbone_step_s"] = timed(backbone_only, device, repeat=10, warmup=2)
+        out["train_vs_backbone"] = out["backbone_step_s"] / out["sarb_step_s"]
+    return out
+
+
+def bench_sd(device: torch.device, quick: bool) -> dict[str, float]:
+    from sarb.models.csrl import SemanticDecoupling, naive_semantic_decoupling
+
+    b, d, c, side = (2, 512, 80, 14) if quick else (4, 1024, 80, 14)
+    torch.manual_seed(0)
+    sd = SemanticDecoupling(d, 300, 512).to(device)
+    fmap = torch.randn(b, d, side, side, device=device, requires_grad=True)
+    emb = torch.randn(c, 300, device=device)
+
+    def ours() -> None:
+        sd(fmap, emb).sum().backward()
+
+    def naive() -> None:
+        naive_semantic_decoupling(sd, fmap, emb).sum().backward()
+
+    out = {
+        "sd_ours_s": timed(ours, device, repeat=3),
+        "sd_naive_s": timed(naive, device, repeat=3),
+        "sd_ours_peak_mb": peak_memory(ours, device) / 2**20,
+        "sd_naive_peak_mb": peak_memory(naive, device) / 2**20,
+    }
+    out["sd_memory_vs_naive"] = out["sd_naive_peak_mb"] / out["sd_ours_peak_mb"]
+    out["sd_time_vs_naive"] = out["sd_naive_s"] / out["sd_ours_s"]
+    return out
+
+
+def bench_kmeans(device: torch.device, quick: bool) -> dict[str, float]:
+    from sklearn.cluster import KMeans
+
+    from sarb.methods.prototypes import batched_kmeans
+
+    g, n, d, k = (80, 500, 256, 10) if quick else (80, 1000, 1024, 10)
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(g, k, d, generator=gen) * 3
+    assign = torch.randint(0, k, (g, n), generator=gen)
+    points = (torch.gather(centres, 1, assign[..., None].expand(g, n, d))
+              + torch.randn(g, n, d, generator=gen))  # fmt: skip
+    counts = torch.full((g,), n)
+    pts_dev, counts_dev = points.to(device), counts.to(device)
+
+    def ours() -> torch.Tensor:
+        gen_dev = torch.Generator(device=device).manual_seed(0)
+        return batched_kmeans(pts_dev, counts_dev, k, generator=gen_dev)[0]
+
+    arrays = points.numpy().astype(np.float64)
+    sk_inertia = []
+
+    def sklearn_per_class() -> None:
+        sk_inertia.clear()
+        for i in range(g):
+            sk_inertia.append(KMeans(k, n_init=1, random_state=0).fit(arrays[i]).inertia_)
+
+    ours_s = timed(ours, device, repeat=1 if quick else 3)
+    sk_s = timed(sklearn_per_class, torch.device("cpu"), repeat=1, warmup=0)
+    found = ours().cpu()
+    ours_inertia = torch.cdist(points, found).min(-1).values.pow(2).sum().item()
+    return {
+        "kmeans_ours_s": ours_s,
+        "kmeans_sklearn_s": sk_s,
+        "kmeans_vs_sklearn": sk_s / ours_s,
+        "kmeans_inertia_ratio": ours_inertia / float(sum(sk_inertia)),
+    }
+
+
+def bench_metrics(quick: bool) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score
+
+    from sarb.metrics import average_precision
+
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random((40_504, 80)) < 0.04, 1, -1)
+    scores = rng.random(labels.shape) + 0.5 * (labels == 1)
+
+    def sklearn_ap() -> None:
+        [average_precision_score(labels[:, c] == 1, scores[:, c]) for c in range(80)]
+
+    ours_s = timed(lambda: average_precision(scores, labels, "sklearn"), torch.device("cpu"), 3)
+    sk_s = timed(sklearn_ap, torch.device("cpu"), repeat=1 if quick else 3)
+    return {
+        "metrics_ours_s": ours_s,
+        "metrics_sklearn_s": sk_s,
+        "metrics_vs_sklearn": sk_s / ours_s,
+    }
+
+
+def bench_input(quick: bool) -> dict[str, float]:
+    from PIL import Image
+    from torchvision import transforms as v1
+
+    from sarb.data.dataset import load_rgb
+    from sarb.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+
+    n, size = (24, 224) if quick else (96, 448)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(n):
+            arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8)
+            paths.append(Path(tmp) / f"{i}.jpg")
+            Image.fromarray(arr).save(paths[-1], quality=90)
+        ours_tf = train_transform(size)
+        scale = size / 448
+        plain_tf = v1.Compose([
+            v1.Resize((round(512 * scale), round(512 * scale))),
+            v1.RandomChoice([v1.RandomCrop(round(s * scale)) for s in (512, 448, 384, 320, 256)]),
+            v1.Resize((size, size)), v1.RandomHorizontalFlip(), v1.ToTensor(),
+            v1.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ])  # fmt: skip
+
+        def ours() -> None:
+            for p in paths:
+                ours_tf(load_rgb(p))
+
+        def plain() -> None:
+            for p in paths:
+                with Image.open(p) as img:
+                    plain_tf(img.convert("RGB"))
+
+        ours_s = timed(ours, torch.device("cpu"), repeat=2)
+        plain_s = timed(plain, torch.device("cpu"), repeat=2)
+    return {
+        "input_ours_img_per_s": n / ours_s,
+        "input_pil_img_per_s": n / plain_s,
+        "input_vs_pil": plain_s / ours_s,
+    }
+
+
+KEYS = (
+    "sarb_vs_ssgrl_step", "sd_memory_vs_naive", "sd_time_vs_naive", "kmeans_vs_sklearn",
+    "kmeans_inertia_ratio", "metrics_vs_sklearn", "input_vs_pil",
+)  # fmt: skip
+
+
+def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
+    """Every measurement; ratios first, absolute times beside them."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))  # fmt: skip
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": quick,
+    }
+    for part in (
+        lambda: bench_step(dev, quick),
+        lambda: bench_sd(dev, quick),
+        lambda: bench_kmeans(dev, quick),
+        lambda: bench_metrics(quick),
+        lambda: bench_input(quick),
+    ):
+        result.update(part())
+    return result
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """The ratios as an aligned table, then the absolute numbers."""
+    keys = [*KEYS, *(["train_vs_backbone"] if "train_vs_backbone" in result else [])]
+    lines = [f"device: {result['device']}  torch {result['torch']}  threads {result['threads']}"]
+    lines += [f"  {k:<22} {result[k]:8.3f}" for k in keys]
+    lines.append("absolute:")
+    lines += [f"  {k:<22} {v:10.4f}" for k, v in result.items()
+              if k not in keys and isinstance(v, float)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
