@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -29,8 +30,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args)
         result = train(cfg)
-    print(format_table({cfg.method: result}))
-    print(f"run directory: {run_dir_for(cfg)}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
+        print(format_table({cfg.method: result}))
+        print(f"run directory: {run_dir_for(cfg)}", file=sys.stderr)
     return 0
 
 

@@ -81,6 +81,7 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _opt(2, "data-loading worker processes")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes under torchrun")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact reruns and resumes)")
     amp: bool = _opt(False, "bf16 autocast (CUDA, or CPUs with bf16 support)")
     max_steps: int | None = _opt(None, "stop after this many training steps (smoke runs)")

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 from tqdm.auto import tqdm
 
+from sarb import distributed
 from sarb.checkpoint import load_checkpoint, save_checkpoint
 from sarb.config import TrainConfig, save_config
 from sarb.data.dataset import ImageDataset, LabelledImages, split_train_val
@@ -69,7 +71,10 @@ def _mask(train: LabelledImages, cfg: TrainConfig) -> LabelledImages:
     return train.with_labels(mask_labels(train.labels, cfg.known, cfg.mask_seed, cfg.mask_protocol))
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, dist_info: distributed.DistInfo | None = None) -> torch.device:
+    """``auto``: CUDA when available (this process's GPU under torchrun), else the CPU."""
+    if name == "auto" and torch.cuda.is_available() and dist_info and dist_info.enabled:
+        return torch.device("cuda", dist_info.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -109,8 +114,15 @@ class Inputs:
     cache replaces random crops and flips by the test view, an approximation.
     """
 
-    def __init__(self, cfg: TrainConfig, model: MultiLabelModel, device: torch.device):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: MultiLabelModel,
+        device: torch.device,
+        dist_info: distributed.DistInfo | None = None,
+    ):
         self.cfg, self.model, self.device = cfg, model, device
+        self.dist = dist_info or distributed.DistInfo()
         self.cached = bool(cfg.feature_cache and getattr(model.backbone, "fully_frozen", False))
         if cfg.feature_cache and not self.cached:
             print(
@@ -118,22 +130,36 @@ class Inputs:
             )
 
     def loader(self, data: LabelledImages, train: bool, generator: torch.Generator | None = None):
-        bs = self.cfg.batch_size
-        drop_last = train and len(data) > bs
+        """Batches of ``(input, labels, row index)``. Training batches come from a
+        DistributedSampler, in one process too, so that N processes see exactly the global batches
+        of one (the global batch is ``--batch-size``; the order depends on the seed and the epoch
+        only). Across processes, evaluation batches come from a strided shard of the rows
+        (``predict_scores`` gathers them back in order)."""
+        world, rank = self.dist.world, self.dist.rank
+        if self.cfg.batch_size % world:
+            raise SarbError(f"--batch-size {self.cfg.batch_size} is not divisible by {world} ranks")
+        bs = self.cfg.batch_size // world
         if self.cached:
             fmaps = self._features(data)
             labels = torch.from_numpy(data.labels.astype(np.float32))
             ds = TensorDataset(fmaps, labels, torch.arange(len(data)))
-            return DataLoader(ds, bs, shuffle=train, generator=generator, drop_last=drop_last)
-        tf = train_transform(self.cfg.image_size) if train and self.cfg.augment else None
-        ds = ImageDataset(data, tf or test_transform(self.cfg.image_size))
-        workers = self.cfg.workers
+            workers = 0
+        else:
+            tf = train_transform(self.cfg.image_size) if train and self.cfg.augment else None
+            ds = ImageDataset(data, tf or test_transform(self.cfg.image_size))
+            workers = self.cfg.workers
+        sampler = None
+        if train:
+            sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=self.cfg.seed,
+                                         drop_last=True)  # fmt: skip
+        elif self.dist.enabled:
+            ds = Subset(ds, range(rank, len(ds), world))
         return DataLoader(
             ds,
             bs,
-            shuffle=train,
+            sampler=sampler,
             generator=generator,
-            drop_last=drop_last,
+            drop_last=train and len(data) > self.cfg.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0 and train,
             pin_memory=self.device.type == "cuda",
@@ -156,9 +182,14 @@ class Inputs:
         stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in data.images]
         key = json.dumps([self.cfg.backbone, bb.weights_tag, self.cfg.image_size, stats])
         path = cache_root(self.cfg) / "features" / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+        if not self.dist.is_main:  # rank 0 computes the cache, the others then read it
+            distributed.barrier()
+            return torch.load(path, weights_only=True).float()
         if path.is_file():
             try:
-                return torch.load(path, weights_only=True).float()
+                fmaps = torch.load(path, weights_only=True).float()
+                distributed.barrier()
+                return fmaps
             except Exception:  # a truncated cache file is recomputed, never trusted
                 print(f"sarb: recomputing the damaged feature cache {path}", file=sys.stderr)
         ds = ImageDataset(data, test_transform(self.cfg.image_size))
@@ -173,19 +204,26 @@ class Inputs:
         tmp = path.with_suffix(".tmp")
         torch.save(fmaps, tmp)
         tmp.replace(path)
+        distributed.barrier()
         return fmaps.float()
 
 
 @torch.no_grad()
 def predict_scores(model: MultiLabelModel, inputs: Inputs, loader: DataLoader) -> np.ndarray:
-    """Sigmoid probabilities (N, C) for every row of ``loader``, in order."""
+    """Sigmoid probabilities (N, C) for every row of ``loader``'s dataset, in row order
+    (gathered from every process when training is distributed)."""
     model.eval()
-    out = []
-    for x, _, _ in loader:
+    rows, out, seen = [], [], 0
+    for x, _, index in loader:  # index: the rows of the batch (None: consecutive)
         with inputs.autocast():
             logits = model.head(inputs.feature_map(x))
         out.append(torch.sigmoid(logits.float()).cpu())
-    return torch.cat(out).numpy()
+        rows.append(torch.arange(seen, seen + len(x)) if index is None else index)
+        seen += len(x)
+    parts = distributed.gather_objects((torch.cat(rows), torch.cat(out)))
+    index = torch.cat([p[0] for p in parts])
+    scores = torch.cat([p[1] for p in parts])
+    return scores[torch.argsort(index)].numpy()
 
 
 def evaluate(model: MultiLabelModel, inputs: Inputs, data: LabelledImages, ap: str) -> dict:
@@ -238,8 +276,21 @@ class RunLog:
             self.tensorboard.close()
 
 
+class TrainStep(torch.nn.Module):
+    """Backbone (unless its maps are cached) + the method's loss: the module DDP wraps."""
+
+    def __init__(self, model: MultiLabelModel, cached: bool):
+        super().__init__()
+        self.model, self.cached = model, cached
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor, epoch: int):
+        fmap = x.float() if self.cached else self.model.backbone(x)
+        return self.model.head.loss(fmap, targets, epoch)
+
+
 def train_one_epoch(
     model: MultiLabelModel,
+    step_fn: torch.nn.Module,
     inputs: Inputs,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
@@ -254,12 +305,17 @@ def train_one_epoch(
     step, except a progress-bar refresh every 10 steps).
     """
     model.train()
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = {}
     n = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)
     for x, y, _ in bar:
+        x = x.to(inputs.device, non_blocking=True)
+        if inputs.device.type == "cuda" and not inputs.cached:
+            x = x.contiguous(memory_format=torch.channels_last)
         with inputs.autocast():
-            loss, terms = model.head.loss(inputs.feature_map(x), y.to(inputs.device), epoch)
+            loss, terms = step_fn(x, y.to(inputs.device), epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -312,24 +368,37 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     ``last.pt``, ``best.pt`` and ``metrics.json``. Returns the content of ``metrics.json``.
     With ``resume``, continues from the run directory's ``last.pt`` (model, optimiser,
     scheduler, epoch, step, every RNG state), so the result equals an uninterrupted run.
+    Under torchrun every process trains a shard of each global batch (DDP); rank 0 writes.
     """
     cfg.validate()
     cfg = _absolute_paths(cfg)
+    dist_info = distributed.init(cfg.device)
+    quiet = quiet or not dist_info.is_main
     run_dir = run_dir_for(cfg)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    except OSError as exc:
-        raise SarbError(f"{run_dir}: cannot write the run directory ({exc.strerror})") from None
+    if dist_info.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        except OSError as exc:
+            raise SarbError(f"{run_dir}: cannot write the run directory ({exc.strerror})") from None
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     generator = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, dist_info)
     splits = load_splits(cfg)
     model = build_model(cfg, splits.train.class_names, splits.train.labels).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    inputs = Inputs(cfg, model, device)
+    inputs = Inputs(cfg, model, device, dist_info)
+    step_fn: torch.nn.Module = TrainStep(model, inputs.cached)
+    if dist_info.enabled:
+        if cfg.sync_bn and device.type != "cuda":
+            raise SarbError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only)")
+        if cfg.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            step_fn = TrainStep(model, inputs.cached)
+        ids = [device.index] if device.type == "cuda" else None
+        step_fn = DistributedDataParallel(step_fn, device_ids=ids, find_unused_parameters=True)
     train_loader = inputs.loader(splits.train, train=True, generator=generator)
     plain_train_loader = inputs.loader(splits.train, train=False)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -344,9 +413,10 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         start_epoch, step = state["epoch"], state["step"]
         best_map, best_epoch = state["best_val_mAP"], state["best_epoch"]
         _set_rng_state(state["rng"], generator)
-        _truncate_log(run_dir / "log.jsonl", start_epoch)
+        if dist_info.is_main:
+            _truncate_log(run_dir / "log.jsonl", start_epoch)
         print(f"sarb: resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
-    log = RunLog(run_dir, append=resume)
+    log = RunLog(run_dir, append=resume) if dist_info.is_main else None
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
@@ -354,50 +424,53 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         model.head.on_epoch_start(epoch, _train_batches(inputs, plain_train_loader))
         lr = optimizer.param_groups[0]["lr"]
         step, means = train_one_epoch(
-            model, inputs, train_loader, optimizer, epoch, step, cfg, quiet
+            model, step_fn, inputs, train_loader, optimizer, epoch, step, cfg, quiet
         )
         scheduler.step()
         val_map = evaluate(model, inputs, splits.val, cfg.ap)["mAP"] or 0.0
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            **means,
-            **model.head.logged_values(),
-            "lr": lr,
-            "val_mAP": val_map,
-            "epoch_time_s": round(time.time() - started, 3),
-        }
-        log.write(record)
         improved = val_map > best_map
         if improved:
             best_map, best_epoch = val_map, epoch + 1
-        checkpoint = {
-            "model": model.state_dict(),
-            "config": dataclasses.asdict(cfg),
-            "class_names": list(splits.train.class_names),
-            "dataset": splits.name,
-            "epoch": epoch + 1,
-            "step": step,
-            "val_mAP": val_map,
-            "best_val_mAP": best_map,
-            "best_epoch": best_epoch,
-        }
-        if improved:
-            save_checkpoint(run_dir / "best.pt", checkpoint)
-        training_state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(generator),
-        }
-        save_checkpoint(run_dir / "last.pt", {**checkpoint, **training_state})
+        if dist_info.is_main:
+            record = {
+                "epoch": epoch + 1,
+                "step": step,
+                **means,
+                **model.head.logged_values(),
+                "lr": lr,
+                "val_mAP": val_map,
+                "epoch_time_s": round(time.time() - started, 3),
+            }
+            log.write(record)
+            checkpoint = {
+                "model": model.state_dict(),
+                "config": dataclasses.asdict(cfg),
+                "class_names": list(splits.train.class_names),
+                "dataset": splits.name,
+                "epoch": epoch + 1,
+                "step": step,
+                "val_mAP": val_map,
+                "best_val_mAP": best_map,
+                "best_epoch": best_epoch,
+            }
+            if improved:
+                save_checkpoint(run_dir / "best.pt", checkpoint)
+            training_state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(generator),
+            }
+            save_checkpoint(run_dir / "last.pt", {**checkpoint, **training_state})
         if not quiet:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
-                f"val mAP {val_map:.2f}  ({record['epoch_time_s']:.1f}s)",
+                f"val mAP {val_map:.2f}  ({time.time() - started:.1f}s)",
                 file=sys.stderr,
             )
-    log.close()
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    if log is not None:
+        log.close()
+    distributed.barrier()  # best.pt is written
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt", map_location=device)["model"])
     result = {
         **evaluate(model, inputs, splits.test, cfg.ap),
         "method": cfg.method,
@@ -408,8 +481,11 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         "best_epoch": best_epoch,
         "val_mAP": best_map,
         "steps": step,
+        "world_size": dist_info.world,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    if dist_info.is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    distributed.barrier()
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sarb.distributed import gather_cat
 from sarb.losses import contrastive_loss, partial_bce
 from sarb.methods.base import FeatureBatches, Method, MethodContext, Terms, register
 from sarb.methods.blending import BlendWeight, ilrb, plrb
@@ -123,7 +124,8 @@ class CategorySpecificModel(Method):
             pos = labels == 1  # (B, C)
             points.append(x[pos])  # (P_b, D)
             classes.append(pos.nonzero()[:, 1])  # (P_b,) class of each point
-        points_t, classes_t = torch.cat(points), torch.cat(classes)  # (P, D), (P,)
+        # every rank holds a shard of the training set: all ranks cluster the same points
+        points_t, classes_t = gather_cat(torch.cat(points)), gather_cat(torch.cat(classes))
         c, k, d = self.prototypes.shape
         gen = torch.Generator(device=points_t.device).manual_seed(seed)
         # group the points by class in a random order, then keep the first MAX of each class
