@@ -23,7 +23,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from sarb.config import load_yaml
 
         run_dir = Path(args.resume)
-        if not (run_dir / "last.pt").is_file():
+        if not any((run_dir / f).is_file() for f in ("last.pt", "last.prev.pt")):
             raise SarbError(f"{run_dir}: no last.pt to resume from")
         cfg = resolve_config(None, **{**load_yaml(run_dir / "config.yaml"), "out": str(run_dir)})
         result = train(cfg, resume=True)

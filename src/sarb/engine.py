@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -301,14 +302,16 @@ def train_one_epoch(
 ) -> tuple[int, dict[str, float]]:
     """One pass over ``loader``; returns the global step and the epoch means of the loss terms.
 
-    Loss terms are summed on the device and read once at the end of the epoch (no host sync per
-    step, except a progress-bar refresh every 10 steps).
+    Loss terms are summed on the device and read once at the end of the epoch; the only host
+    syncs per step are the finiteness check of the loss and a progress-bar refresh every 10
+    steps. A non-finite loss stops training (the previous checkpoint stays the last good one),
+    or with ``--skip-nonfinite`` the step is skipped and counted (``skipped_steps``).
     """
     model.train()
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = {}
-    n = 0
+    n = skipped = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)
     for x, y, _ in bar:
         x = x.to(inputs.device, non_blocking=True)
@@ -317,6 +320,15 @@ def train_one_epoch(
         with inputs.autocast():
             loss, terms = step_fn(x, y.to(inputs.device), epoch)
         optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss.detach())):
+            if not cfg.skip_nonfinite:
+                raise SarbError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}; the last good "
+                    f"checkpoint is {run_dir_for(cfg) / 'last.pt'} (--skip-nonfinite skips such "
+                    "steps)"
+                )
+            skipped, step = skipped + 1, step + 1
+            continue
         loss.backward()
         optimizer.step()
         for k, v in {"loss": loss.detach(), **terms}.items():
@@ -326,7 +338,8 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
-    return step, {k: float(v) / max(n, 1) for k, v in sums.items()}
+    means = {k: float(v) / max(n, 1) for k, v in sums.items()}
+    return step, {**means, "skipped_steps": skipped} if skipped else means
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -404,9 +417,9 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
-    best_map, best_epoch, step, start_epoch = -1.0, -1, 0, 0
+    best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
     if resume:
-        state = load_checkpoint(run_dir / "last.pt", map_location=device)
+        state = _load_last(run_dir, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -426,6 +439,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         step, means = train_one_epoch(
             model, step_fn, inputs, train_loader, optimizer, epoch, step, cfg, quiet
         )
+        skipped_total += means.get("skipped_steps", 0)
         scheduler.step()
         val_map = evaluate(model, inputs, splits.val, cfg.ap)["mAP"] or 0.0
         improved = val_map > best_map
@@ -460,7 +474,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(generator),
             }
-            save_checkpoint(run_dir / "last.pt", {**checkpoint, **training_state})
+            _save_last(run_dir, {**checkpoint, **training_state})
         if not quiet:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
@@ -481,12 +495,33 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         "best_epoch": best_epoch,
         "val_mAP": best_map,
         "steps": step,
+        "skipped_steps": skipped_total,
         "world_size": dist_info.world,
     }
     if dist_info.is_main:
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     distributed.barrier()
     return result
+
+
+def _save_last(run_dir: Path, payload: dict[str, Any]) -> None:
+    """Write ``last.pt``, keeping the one before as ``last.prev.pt`` (the resume fallback)."""
+    last = run_dir / "last.pt"
+    if last.is_file():
+        os.replace(last, run_dir / "last.prev.pt")
+    save_checkpoint(last, payload)
+
+
+def _load_last(run_dir: Path, device: torch.device) -> dict[str, Any]:
+    """``last.pt``, or ``last.prev.pt`` when the former is missing or damaged (and say so)."""
+    try:
+        return load_checkpoint(run_dir / "last.pt", map_location=device)
+    except SarbError as exc:
+        previous = run_dir / "last.prev.pt"
+        if not previous.is_file():
+            raise
+        print(f"sarb: {exc}; resuming from the previous checkpoint {previous}", file=sys.stderr)
+        return load_checkpoint(previous, map_location=device)
 
 
 PATH_FIELDS = ("train", "val", "test", "root", "annotations", "images", "test_annotations",

@@ -1,0 +1,91 @@
+"""Failures during training end in one clear line and never destroy the last good checkpoint."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import sarb.methods.linear as linear
+from sarb.checkpoint import load_checkpoint, save_checkpoint
+from sarb.cli import main
+from sarb.errors import SarbError
+from tests.conftest import tiny_train_args
+
+
+def _nan_on_call(monkeypatch: pytest.MonkeyPatch, bad_call: int) -> None:
+    real = linear.partial_bce
+    calls = {"n": 0}
+
+    def flaky(logits, targets, normalize="batch"):
+        calls["n"] += 1
+        loss = real(logits, targets, normalize)
+        return loss * float("nan") if calls["n"] == bad_call else loss
+
+    monkeypatch.setattr(linear, "partial_bce", flaky)
+
+
+def test_nonfinite_loss_stops_with_a_clear_message(tmp_path, tiny_dataset, monkeypatch, capsys):
+    _nan_on_call(monkeypatch, bad_call=8)  # epoch 2 (5 steps per epoch)
+    out = tmp_path / "run"
+    assert main(tiny_train_args(tiny_dataset, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "non-finite loss at epoch 2" in err and "last.pt" in err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good one is intact
+
+
+def test_skip_nonfinite_counts_the_skipped_step(tmp_path, tiny_dataset, monkeypatch):
+    _nan_on_call(monkeypatch, bad_call=3)
+    out = tmp_path / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--skip-nonfinite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["skipped_steps"] == 1
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["skipped_steps"] == 1 and "skipped_steps" not in log[1]
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(tmp_path, tiny_dataset, capsys):
+    out = tmp_path / "run"
+    args = [*tiny_train_args(tiny_dataset, out), "--epochs", "3", "--deterministic"]
+    assert main(args) == 0
+    expected = json.loads((out / "metrics.json").read_text())
+    assert load_checkpoint(out / "last.prev.pt")["epoch"] == 2
+    data = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(data[: len(data) // 2])  # truncated
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "last.pt" in err and "previous checkpoint" in err
+    assert json.loads((out / "metrics.json").read_text()) == expected
+
+
+def test_unwritable_out_is_one_line(tmp_path, tiny_dataset, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(tiny_train_args(tiny_dataset, blocker / "run")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a_file" in err[0]
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "config": {}})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(SarbError, match="last.pt.*No space left"):
+        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "config": {}})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path):
+    path = tmp_path / "best.pt"
+    path.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(SarbError, match="best.pt"):
+        load_checkpoint(path)
