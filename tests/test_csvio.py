@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sarb.data.csvio import read_matrix, write_matrix
 from sarb.errors import SarbError
@@ -119,3 +121,28 @@ def test_write_unwritable(tmp_path):
     blocker.write_text("x")
     with pytest.raises(SarbError, match="file"):
         write_matrix(blocker / "m.csv", np.zeros((2, 2)))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.one_of(
+        st.text(alphabet="01-,.e \n\t+x", max_size=60),
+        st.text(max_size=40),
+        st.lists(st.lists(st.integers(-3, 3), min_size=1, max_size=4), max_size=5).map(
+            lambda rows: "\n".join(",".join(map(str, r)) for r in rows)
+        ),
+    ),
+    integer=st.booleans(),
+)
+def test_random_label_and_score_files_only_raise_sarb_errors(tmp_path, text, integer) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(text, encoding="utf-8")
+    for allowed in ({1, -1, 0}, None):
+        try:
+            out = read_matrix(path, allowed=allowed, integer=integer)
+        except SarbError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+        else:
+            assert out.ndim == 2 and np.isfinite(out).all()

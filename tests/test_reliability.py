@@ -89,3 +89,33 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path):
     path.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(SarbError, match="best.pt"):
         load_checkpoint(path)
+
+
+def _with_corrupt_image(tiny: dict[str, Path], tmp_path: Path) -> Path:
+    bad = tiny["train"].parent / "img" / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    manifest = tmp_path / "train_with_bad.csv"
+    rows = tiny["train"].read_text().splitlines()
+    rows = [rows[0], *[r.replace("img/", f"{tiny['train'].parent}/img/", 1) for r in rows[1:]]]
+    manifest.write_text("\n".join([*rows, f"{bad},1,-1,1"]) + "\n")
+    return manifest
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_unreadable_image_stops_training_naming_it(tmp_path, tiny_dataset, capsys, workers):
+    args = tiny_train_args(tiny_dataset, tmp_path / "run")
+    args[args.index("--train") + 1] = str(_with_corrupt_image(tiny_dataset, tmp_path))
+    args[args.index("--workers") + 1] = workers
+    args[args.index("--known") + 1] = "1.0"
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("sarb: error: ") and "corrupt.jpg" in err and "Traceback" not in err
+
+
+def test_skip_bad_images_skips_and_counts(tmp_path, tiny_dataset, capsys):
+    args = tiny_train_args(tiny_dataset, tmp_path / "run")
+    args[args.index("--train") + 1] = str(_with_corrupt_image(tiny_dataset, tmp_path))
+    assert main([*args, "--skip-bad-images"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert sum(metrics["skipped_images"].values()) == 1
+    assert "corrupt.jpg" in capsys.readouterr().err

@@ -284,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: SarbError) -> str:
+    """The user's message, also when a DataLoader worker re-raised it wrapped in a traceback."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split("SarbError: ", 1)[-1]
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sarb`` and ``python -m sarb``; returns the exit code."""
     parser = build_parser()
@@ -291,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except SarbError as exc:
-        print(f"sarb: error: {exc}", file=sys.stderr)
+        print(f"sarb: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sarb: interrupted", file=sys.stderr)

@@ -81,6 +81,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _opt(2, "data-loading worker processes")
+    skip_bad_images: bool = _opt(
+        False, "decode every image once first; skip and count unreadable ones instead of stopping"
+    )
     skip_nonfinite: bool = _opt(False, "skip (and count) steps whose loss is NaN or infinite")
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes under torchrun")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact reruns and resumes)")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sarb import distributed
 from sarb.checkpoint import load_checkpoint, save_checkpoint
 from sarb.config import TrainConfig, save_config
-from sarb.data.dataset import ImageDataset, LabelledImages, split_train_val
+from sarb.data.dataset import ImageDataset, LabelledImages, drop_unreadable, split_train_val
 from sarb.data.embeddings import class_embeddings
 from sarb.data.partial import mask_labels
 from sarb.data.sources import read_dataset
@@ -43,6 +43,7 @@ class Splits:
     train: LabelledImages
     val: LabelledImages
     test: LabelledImages
+    skipped_images: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def cache_root(cfg: TrainConfig) -> Path:
@@ -61,9 +62,20 @@ def load_splits(cfg: TrainConfig) -> Splits:
     source = read_dataset(cfg)
     train = _mask(source.train, cfg)
     if source.val is not None:
-        return Splits(source.name, train, source.val, source.test)
-    train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
-    return Splits(source.name, train, val, source.test)
+        splits = Splits(source.name, train, source.val, source.test)
+    else:
+        train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
+        splits = Splits(source.name, train, val, source.test)
+    if cfg.skip_bad_images:
+        for part in ("train", "val", "test"):
+            kept, bad = drop_unreadable(getattr(splits, part))
+            if bad:
+                names = ", ".join(str(p) for p in bad[:3]) + (" ..." if len(bad) > 3 else "")
+                print(f"sarb: skipping {len(bad)} unreadable {part} images: {names}",
+                      file=sys.stderr)  # fmt: skip
+            setattr(splits, part, kept)
+            splits.skipped_images[part] = len(bad)
+    return splits
 
 
 def _mask(train: LabelledImages, cfg: TrainConfig) -> LabelledImages:
@@ -496,6 +508,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         "val_mAP": best_map,
         "steps": step,
         "skipped_steps": skipped_total,
+        "skipped_images": splits.skipped_images,
         "world_size": dist_info.world,
     }
     if dist_info.is_main:

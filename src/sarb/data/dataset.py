@@ -99,6 +99,18 @@ def load_rgb(path: Path) -> Image.Image:
         raise SarbError(f"{path}: cannot read image ({exc})") from None
 
 
+def drop_unreadable(data: LabelledImages) -> tuple[LabelledImages, list[Path]]:
+    """The images of ``data`` that decode (each is decoded once), and the paths that do not."""
+    good, bad = [], []
+    for i, path in enumerate(data.images):
+        try:
+            load_rgb(path)
+            good.append(i)
+        except SarbError:
+            bad.append(path)
+    return (data.subset(good) if bad else data), bad
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Yields ``(image, labels, index)``: a transformed image, its (C,) float labels, its row."""
 
