@@ -187,6 +187,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sarb.sweep import sweep_main
+
+    return sweep_main(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sarb.report import report_main
+
+    return report_main(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from sarb.bench import format_bench, run_bench, write_json
 
@@ -206,6 +218,69 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     for m in infos:
         print(f"{m.name:<{w}}  {m.reference:<{r}}  {m.summary}")
     return 0
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from sarb.config import resolve_config
+    from sarb.data.csvio import write_matrix
+    from sarb.data.sources import read_dataset
+
+    cfg = resolve_config(args)
+    data = getattr(read_dataset(cfg), args.split)
+    if data is None:
+        raise SarbError(
+            f"--dataset {cfg.dataset} has no {args.split} split (training carves one from train)"
+        )
+    write_matrix(args.out, data.labels)
+    if args.names:
+        try:
+            Path(args.names).write_text("".join(f"{n}\n" for n in data.class_names))
+        except OSError as exc:
+            raise SarbError(f"{args.names}: cannot write ({exc.strerror or exc})") from None
+    print(
+        f"{args.out}: {len(data)} x {data.num_classes} labels of {cfg.dataset} {args.split}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from sarb.data.download import download_dataset
+
+    next_step = download_dataset(
+        args.name, args.root, verify=not args.no_verify, delete_archives=args.delete_archives
+    )
+    print(f"{args.name}: ready in {args.root}; next: {next_step}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_build_vg200(args: argparse.Namespace) -> int:
+    from sarb.data.vg import build_vg200
+
+    build = build_vg200(args.images, args.objects, args.out, args.seed, args.num_classes)
+    print(
+        f"{build.out}: {len(build.class_names)} classes, {build.num_train} train and"
+        f" {build.num_test} test images ({build.num_dropped} without a class left out);"
+        f" next: sarb train --dataset vg200 --root {build.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# The `sarb train` flags that pick and read a dataset, shared by `sarb labels`.
+DATASET_FLAGS = ("config", "dataset", "train", "val", "test", "root", "annotations", "images",
+                 "test_annotations", "test_images", "voc_difficult", "cache_dir")  # fmt: skip
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dataset flags of ``sarb train``, taken from add_config_arguments (one definition)."""
+    from sarb.config import add_config_arguments
+
+    every = argparse.ArgumentParser(add_help=False)
+    add_config_arguments(every)
+    for action in every._actions:
+        if action.dest in DATASET_FLAGS:
+            parser._add_action(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,11 +348,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser(
+        "sweep", help="methods x known proportions x seeds: results.csv, table, figures",
+        conflict_handler="resolve",  # the grid flags replace --method/--known/--out of train
+    )  # fmt: skip
+    from sarb.sweep import add_sweep_arguments
+
+    add_sweep_arguments(p)
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("report", help="rebuild a sweep's table.md and figures from results.csv")
+    from sarb.report import add_report_arguments
+
+    add_report_arguments(p)
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("bench", help="speed and memory ratios, measured side by side")
     p.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes on a CPU")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("labels", help="the complete label matrix of a dataset split, as CSV")
+    _add_dataset_arguments(p)
+    p.add_argument(
+        "--split", choices=("train", "val", "test"), default="train", help="split to write (train)"
+    )
+    p.add_argument("--out", required=True, help="LABELS.csv: no header, rows in dataset order")
+    p.add_argument("--names", help="also write the class names here, one per line")
+    p.set_defaults(func=_cmd_labels)
+
+    p = sub.add_parser("data", help="download the paper's datasets; build VG-200")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    d = data_sub.add_parser("download", help="fetch and extract the official archives")
+    d.add_argument("name", choices=("coco2014", "voc2007", "vg"), help="dataset")
+    d.add_argument("--root", required=True, help="folder to download and extract into")
+    d.add_argument("--no-verify", action="store_true", help="skip the MD5 checks")
+    d.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")
+    d.set_defaults(func=_cmd_data_download)
+    d = data_sub.add_parser("build-vg200", help="VG-200 split files from Visual Genome")
+    d.add_argument("--images", required=True, help="VG_IMAGES: holds VG_100K/ and VG_100K_2/")
+    d.add_argument("--objects", required=True, help="objects.json of Visual Genome")
+    d.add_argument("--out", required=True, help="folder for the files (--dataset vg200 --root)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the test split (0)")
+    d.add_argument("--num-classes", type=int, default=200, help="most frequent categories (200)")
+    d.set_defaults(func=_cmd_data_build_vg200)
 
     p = sub.add_parser("methods", help="list the registered methods with their references")
     p.set_defaults(func=_cmd_methods)

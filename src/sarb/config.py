@@ -77,6 +77,13 @@ class TrainConfig:
         "pairs of the contrastive loss: all (SPEC §5) or sampled (authors' code)",
         ("all", "sampled"),
     )
+    # baselines (SPEC §8)
+    curriculum_start: int = _opt(1, "curriculum labelling: epoch (0-based) of the first round")
+    curriculum_every: int = _opt(1, "curriculum labelling: a pseudo-labelling round every N epochs")
+    curriculum_fraction: float = _opt(
+        0.1, "curriculum labelling: fraction of the still-unknown labels set per round"
+    )
+    mixup_alpha: float = _opt(1.0, "IP-/FM-Mixup: mixing weight ~ Beta(alpha, alpha)")
     # run
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -109,9 +116,18 @@ class TrainConfig:
             "feat_dim",
             "neck_pool",
             "hidden_dim",
+            "curriculum_every",
         ):
             if getattr(self, name) < 1:
                 raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.curriculum_start < 0:
+            raise SarbError(f"--curriculum-start must be >= 0, got {self.curriculum_start}")
+        if not 0.0 < self.curriculum_fraction <= 1.0:
+            raise SarbError(
+                f"--curriculum-fraction must be in (0, 1], got {self.curriculum_fraction}"
+            )
+        if self.mixup_alpha <= 0:
+            raise SarbError(f"--mixup-alpha must be > 0, got {self.mixup_alpha}")
 
 
 def _flag(name: str) -> str:

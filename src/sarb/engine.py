@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -140,6 +141,12 @@ class Inputs:
         if cfg.feature_cache and not self.cached:
             print(
                 "sarb: --feature-cache ignored: the backbone is not fully frozen", file=sys.stderr
+            )
+        elif self.cached and getattr(model.head, "needs_images", False):
+            self.cached = False  # e.g. IP-Mixup mixes the images themselves
+            print(
+                f"sarb: --feature-cache ignored: method {cfg.method} needs the images",
+                file=sys.stderr,
             )
 
     def loader(self, data: LabelledImages, train: bool, generator: torch.Generator | None = None):
@@ -325,12 +332,14 @@ def train_one_epoch(
     sums: dict[str, torch.Tensor] = {}
     n = skipped = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)
-    for x, y, _ in bar:
+    for x, y, index in bar:
         x = x.to(inputs.device, non_blocking=True)
+        y = model.head.targets(index.to(inputs.device), y.to(inputs.device))  # e.g. pseudo-labels
+        x, y = model.head.mix_inputs(x, y)  # e.g. IP-Mixup; the identity for most methods
         if inputs.device.type == "cuda" and not inputs.cached:
             x = x.contiguous(memory_format=torch.channels_last)
         with inputs.autocast():
-            loss, terms = step_fn(x, y.to(inputs.device), epoch)
+            loss, terms = step_fn(x, y, epoch)
         optimizer.zero_grad(set_to_none=True)
         if not bool(torch.isfinite(loss.detach())):
             if not cfg.skip_nonfinite:
@@ -520,8 +529,14 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
 def _save_last(run_dir: Path, payload: dict[str, Any]) -> None:
     """Write ``last.pt``, keeping the one before as ``last.prev.pt`` (the resume fallback)."""
     last = run_dir / "last.pt"
-    if last.is_file():
-        os.replace(last, run_dir / "last.prev.pt")
+    if last.is_file():  # last.pt never disappears: the previous one is linked aside first
+        staged = run_dir / ".last.prev.pt.tmp"
+        staged.unlink(missing_ok=True)
+        try:
+            os.link(last, staged)
+        except OSError:  # a file system without hard links
+            shutil.copy2(last, staged)
+        os.replace(staged, run_dir / "last.prev.pt")
     save_checkpoint(last, payload)
 
 

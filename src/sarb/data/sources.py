@@ -3,11 +3,15 @@
 A reader returns the training split (full labels, in the dataset's canonical order), the
 validation split if the dataset has one, and the test split. The engine then hides training
 labels (SPEC §2) and, without a validation split, carves one from the training split.
+
+Registered: ``demo``, ``manifest``, and the paper's datasets ``coco2014``, ``coco`` (any
+COCO-format file), ``voc2007`` and ``vg200`` (readers in coco.py, voc.py and vg.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,3 +71,74 @@ def _manifest(cfg: Any) -> Source:
     train = read_manifest(cfg.train)
     val = read_manifest(cfg.val, train.class_names) if cfg.val else None
     return Source(Path(cfg.train).stem, train, val, read_manifest(cfg.test, train.class_names))
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by the paper-dataset readers (coco.py, voc.py, vg.py)
+# --------------------------------------------------------------------------------------------
+
+
+def require_images(images: Sequence[Path], listed_in: str) -> None:
+    """Raise a one-line SarbError naming the first image file of ``images`` that does not exist.
+
+    Each folder is listed once (one ``scandir`` instead of a ``stat`` per file), so checking
+    COCO's 123,287 images takes a fraction of a second. ``listed_in`` names the file that
+    lists the images, for the message.
+    """
+    listing: dict[Path, set[str] | None] = {}
+    for path in images:
+        folder = path.parent
+        if folder not in listing:
+            try:
+                with os.scandir(folder) as entries:
+                    listing[folder] = {e.name for e in entries}
+            except FileNotFoundError:
+                raise SarbError(
+                    f"{path}: image file not found (its folder {folder} does not exist;"
+                    f" listed in {listed_in})"
+                ) from None
+            except OSError:
+                listing[folder] = None  # unlistable: fall back to one stat per file
+        names = listing[folder]
+        if not (path.name in names if names is not None else path.is_file()):
+            raise SarbError(f"{path}: image file not found (listed in {listed_in})")
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The folder of sarb's caches: ``cache_dir``, else ``$SARB_CACHE_DIR``, else the user cache."""
+    from sarb.data.demo import demo_root
+
+    return demo_root(cache_dir).parent
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's datasets (SPEC §3); the modules are imported only when a reader runs
+# --------------------------------------------------------------------------------------------
+
+
+@register_dataset("coco2014")
+def _coco2014(cfg: Any) -> Source:
+    from sarb.data.coco import coco2014_source
+
+    return coco2014_source(cfg)
+
+
+@register_dataset("coco")
+def _coco(cfg: Any) -> Source:
+    from sarb.data.coco import coco_source
+
+    return coco_source(cfg)
+
+
+@register_dataset("voc2007")
+def _voc2007(cfg: Any) -> Source:
+    from sarb.data.voc import voc2007_source
+
+    return voc2007_source(cfg)
+
+
+@register_dataset("vg200")
+def _vg200(cfg: Any) -> Source:
+    from sarb.data.vg import vg200_source
+
+    return vg200_source(cfg)

@@ -30,6 +30,10 @@ class MethodContext:
 class Method(nn.Module):
     """A head on the backbone feature map (B, D, H, W) -> logits (B, C), plus its loss."""
 
+    #: True when the method must see the images themselves in ``mix_inputs`` (IP-Mixup): the
+    #: engine then never replaces them by cached feature maps.
+    needs_images: bool = False
+
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -38,6 +42,25 @@ class Method(nn.Module):
     ) -> tuple[torch.Tensor, Terms]:
         """Training loss of a batch; ``targets`` (B, C) in {1, -1, 0}. Returns (loss, terms)."""
         raise NotImplementedError
+
+    def targets(self, index: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training targets of the dataset rows ``index`` (B,), given their labels (B, C).
+
+        Called by the engine before ``loss`` on every training batch. The default returns the
+        labels unchanged; curriculum labelling adds its pseudo-labels to the unknown entries.
+        """
+        return targets
+
+    def mix_inputs(
+        self, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch (B, 3, S, S) and targets (B, C) -> the batch the backbone sees.
+
+        Called by the engine before the backbone on every training batch. The default is the
+        identity; IP-Mixup mixes pairs of images and their label vectors here. With a feature
+        cache the "images" would be cached feature maps, hence ``needs_images``.
+        """
+        return images, targets
 
     def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:
         """Hook run before each training epoch (SARB refreshes its prototypes here).

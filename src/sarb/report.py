@@ -1,0 +1,447 @@
+"""Tables and figures of a sweep, rebuilt from its ``results.csv`` alone (``sarb report DIR``).
+
+Files in a sweep directory DIR (written by ``sarb sweep`` after every cell, and by
+``sarb report DIR`` from ``results.csv`` plus the training logs its rows point to):
+
+- ``results.csv``: one row per method x known proportion x seed, with the SPEC §7 metrics in
+  percent (``mAP, OP, OR, OF1, CP, CR, CF1`` and the ``top3_*`` ones), ``dataset`` (the
+  ``--dataset`` value), ``method``, ``known``, ``seed``, ``best_epoch``, ``val_mAP``,
+  ``ap_definition`` and ``run_dir`` (relative to DIR unless absolute). An empty metric cell
+  means "undefined" (e.g. no class with a known positive).
+- ``table.md``: the paper's Table 1 layout, one section per dataset: per method, the mAP at each
+  proportion, its "Avg." over the proportions, the published Avg. mAP when the dataset is one
+  of the paper's (``sarb.published``), and the Avg. of OP, OR, OF1, CP, CR, CF1. Cells are the
+  mean over seeds, "± s" the sample standard deviation over seeds (shown with two seeds or
+  more). "Avg." is the mean of the row's per-proportion means; its "± s" is the std over
+  seeds of each seed's own average (seeds that have every proportion of the row).
+- ``map_vs_known.png``: mAP against the known proportion, one line per method, error bars the
+  std over seeds (the paper's Figure 3).
+- ``loss_curves.png``: the per-epoch mean training loss from each run's ``log.jsonl`` (seed 0,
+  or the smallest seed, at the method's smallest proportion) of ``sarb`` and ``sarb-ilrb``
+  (SARB with and without PLRB) when present, else of every method (the paper's Figure 4).
+
+``table.md`` is a pure function of ``results.csv`` (floats are stored with ``repr`` and read
+back exactly), so ``sarb report`` reproduces it byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sarb.errors import SarbError
+from sarb.published import dataset_column, paper_avg_map
+
+METRICS = ("mAP", "OP", "OR", "OF1", "CP", "CR", "CF1")
+"""SPEC §7 metrics with the threshold rule, in the paper's order."""
+RATES = METRICS[1:]
+TOP3 = tuple(f"top3_{k}" for k in RATES)
+"""The top-3 variants (SPEC §7)."""
+COLUMNS = (
+    "dataset",
+    "method",
+    "known",
+    "seed",
+    *METRICS,
+    *TOP3,
+    "best_epoch",
+    "val_mAP",
+    "ap_definition",
+    "run_dir",
+)
+"""Columns of ``results.csv``, in order."""
+_FLOATS = ("known", *METRICS, *TOP3, "val_mAP")
+_INTS = ("seed", "best_epoch")
+
+RESULTS = "results.csv"
+TABLE = "table.md"
+MAP_FIGURE = "map_vs_known.png"
+LOSS_FIGURE = "loss_curves.png"
+LOSS_METHODS = ("sarb", "sarb-ilrb")
+"""Figure 4's pair: SARB with PLRB (``sarb``) and without it (``sarb-ilrb``)."""
+LOSS_NOTE = (
+    "The total is every term a method optimises (SARB: BCE, plus the ILRB/PLRB BCEs from the "
+    "epoch blending starts, plus lambda x contrastive), so it steps up when blending starts."
+)
+
+
+def result_row(metrics: dict[str, Any], dataset: str, run_dir: str) -> dict[str, Any]:
+    """One ``results.csv`` row from a run's ``metrics.json`` content."""
+    top3 = metrics.get("top3") or {}
+    row: dict[str, Any] = {
+        "dataset": dataset,
+        "method": metrics["method"],
+        "known": float(metrics["known"]),
+        "seed": int(metrics["seed"]),
+        **{k: metrics.get(k) for k in METRICS},
+        **{f"top3_{k}": top3.get(k) for k in RATES},
+        "best_epoch": metrics.get("best_epoch"),
+        "val_mAP": metrics.get("val_mAP"),
+        "ap_definition": metrics.get("ap_definition", ""),
+        "run_dir": run_dir,
+    }
+    return row
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``results.csv`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for row in rows:
+                writer.writerow([_csv_value(row.get(c)) for c in COLUMNS])
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``results.csv``: floats (NaN for an empty metric), ints and strings."""
+    try:
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [
+                c
+                for c in ("dataset", "method", "known", "seed", "mAP")
+                if c not in (reader.fieldnames or [])
+            ]
+            if missing:
+                raise SarbError(f"{path}: not a sweep results file (no {', '.join(missing)})")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise SarbError(f"{path}: not found (run `sarb sweep` first)") from None
+    out = []
+    for line, raw in enumerate(rows, start=2):
+        row: dict[str, Any] = dict(raw)
+        try:
+            for c in _FLOATS:
+                if c in row:
+                    row[c] = float(row[c]) if row[c] not in ("", None) else math.nan
+            for c in _INTS:
+                if c in row:
+                    row[c] = int(row[c]) if row[c] not in ("", None) else None
+        except ValueError as exc:
+            raise SarbError(f"{path}, line {line}: {exc}") from None
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation (None below two values) of ``n`` values."""
+
+    mean: float
+    std: float | None
+    n: int
+
+
+def stat(values: Iterable[float]) -> Stat:
+    """``Stat`` of the finite values (mean NaN when there is none)."""
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return Stat(math.nan, None, 0)
+    return Stat(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else None, int(v.size))
+
+
+@dataclass
+class MethodSummary:
+    """One row of the table: per-proportion cells and the average over proportions."""
+
+    method: str
+    cells: dict[float, dict[str, Stat]]  # known -> metric -> Stat over seeds
+    avg: dict[str, Stat]  # metric -> mean over proportions, std over seeds of per-seed averages
+    complete: bool  # the row has every proportion of its table
+
+
+def _ordered(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], knowns: Sequence[float] | None = None
+) -> list[MethodSummary]:
+    """Per method (in order of appearance): mean ± std over seeds per proportion, and Avg.
+
+    ``rows`` are ``results.csv`` rows of one dataset; ``knowns`` the table's proportions
+    (default: all of ``rows``). Avg. of a metric is the mean over the proportions of the
+    per-proportion means (so it equals the mean of the row's cells); its std is the std over
+    seeds of each seed's own average, over the seeds that have all of the row's proportions.
+    """
+    knowns = sorted(set(knowns if knowns is not None else (r["known"] for r in rows)))
+    out = []
+    for method in _ordered(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        have = [k for k in knowns if any(r["known"] == k for r in mine)]
+        cells = {
+            k: {m: stat(r.get(m) for r in mine if r["known"] == k) for m in METRICS} for k in have
+        }
+        avg = {}
+        for m in METRICS:
+            means = [cells[k][m].mean for k in have if cells[k][m].n > 0]
+            per_seed = []
+            for seed in sorted({r["seed"] for r in mine}):
+                vals = [_value(mine, k, seed, m) for k in have]
+                if have and all(v is not None for v in vals):
+                    per_seed.append(float(np.mean(vals)))
+            spread = stat(per_seed)
+            mean = float(np.mean(means)) if means else math.nan
+            avg[m] = Stat(mean, spread.std, spread.n)
+        out.append(MethodSummary(method, cells, avg, len(have) == len(knowns)))
+    return out
+
+
+def _value(rows: Sequence[dict[str, Any]], known: float, seed: int, metric: str) -> float | None:
+    """The metric of (known, seed); the mean when a rerun left several rows; None if absent."""
+    vals = [r.get(metric) for r in rows if r["known"] == known and r["seed"] == seed]
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _fmt(s: Stat, mark: str = "") -> str:
+    if s.n == 0 or not math.isfinite(s.mean):
+        return "-"
+    text = f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
+    return text + mark
+
+
+def _pct(known: float) -> str:
+    return f"{known * 100:.4g}%"
+
+
+def _seed_phrase(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"1 seed ({seeds[0]})"
+    listed = ", ".join(str(s) for s in seeds)
+    return f"mean ± sample std over {len(seeds)} seeds ({listed})"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """``table.md``: the paper's Table 1 layout, one section per dataset of ``rows``."""
+    parts = ["# Sweep results", ""]
+    if not rows:
+        return "\n".join([*parts, "No finished cell yet.", ""])
+    for dataset in _ordered(r["dataset"] for r in rows):
+        parts += _dataset_section(dataset, [r for r in rows if r["dataset"] == dataset])
+    return "\n".join(parts)
+
+
+def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
+    knowns = sorted({r["known"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    column = dataset_column(dataset)
+    aps = sorted({str(r.get("ap_definition") or "") for r in rows} - {""})
+    summaries = summarize(rows, knowns)
+    max_n = max(cell["mAP"].n for s in summaries for cell in s.cells.values())
+
+    header = ["method", *(_pct(k) for k in knowns), "Avg."]
+    if column:
+        header.append("paper")
+    header += [f"Avg. {m}" for m in RATES]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    fewer_seeds = partial_row = False
+    for s in summaries:
+        cells = []
+        for k in knowns:
+            st = s.cells[k]["mAP"] if k in s.cells else Stat(math.nan, None, 0)
+            short = 0 < st.n < max_n
+            fewer_seeds |= short
+            cells.append(_fmt(st, "*" if short else ""))
+        mark = "" if s.complete else "†"
+        partial_row |= not s.complete
+        row = [s.method, *cells, _fmt(s.avg["mAP"], mark)]
+        if column:
+            paper = paper_avg_map(s.method, dataset)
+            row.append("-" if paper is None else f"{paper:.1f}")
+        row += [_fmt(s.avg[m], mark) for m in RATES]
+        lines.append("| " + " | ".join(row) + " |")
+
+    ap = "/".join(aps) if aps else "unknown"
+    caption = (
+        f"Test-split metrics in percent ({ap} AP) of the epoch selected on the validation "
+        f"split; {_seed_phrase(seeds)}."
+    )
+    notes = [
+        "Percent columns: mAP with that proportion of known training labels; Avg.: their mean; "
+        "Avg. OP ... CF1: the same average of the threshold-0.5 metrics (SPEC §7).",
+    ]
+    if column:
+        notes.append(
+            f"paper: the published Avg. mAP on {column} over the nine proportions 10%-90% "
+            "(Pu et al., AAAI 2022, Tables 1-2; ResNet-101 at 448 px), '-' where the paper "
+            "has none; comparable only with the paper's recipe and the same nine proportions."
+        )
+    if fewer_seeds:
+        notes.append("*: fewer seeds than the other cells (an unfinished sweep).")
+    if partial_row:
+        notes.append("†: the average over fewer proportions than the table's.")
+    return [f"## {dataset}", "", caption, "", *lines, "", *(f"- {n}" for n in notes), ""]
+
+
+def _figure(ncols: int, width: float = 6.4, height: float = 4.4):
+    from matplotlib.figure import Figure  # pyplot-free: no display, no global state (Agg)
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """mAP against the known proportion, one line per method, error bars = std over seeds."""
+    datasets = _ordered(r["dataset"] for r in rows) or ["(no results yet)"]
+    fig, axes = _figure(len(datasets))
+    for ax, dataset in zip(axes, datasets, strict=True):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        summaries = summarize(mine)
+        for s, color in zip(summaries, _colors(len(summaries)), strict=True):
+            ks = sorted(k for k in s.cells if s.cells[k]["mAP"].n > 0)
+            means = [s.cells[k]["mAP"].mean for k in ks]
+            errs = [s.cells[k]["mAP"].std or 0.0 for k in ks]
+            ax.errorbar(
+                [100 * k for k in ks],
+                means,
+                yerr=errs,
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=color,
+                label=s.method,
+            )
+        ticks = sorted({100 * r["known"] for r in mine})
+        if ticks:
+            ax.set_xticks(ticks, [f"{t:.4g}" for t in ticks])
+        ax.set_xlabel("known label proportion (%)")
+        ax.set_ylabel("test mAP (%)")
+        ax.set_title(f"mAP vs known labels: {dataset}")
+        ax.grid(alpha=0.3)
+        if summaries:
+            ax.legend(fontsize=7, ncols=2 if len(summaries) > 8 else 1)
+        else:
+            ax.text(0.5, 0.5, "no finished cell yet", ha="center", transform=ax.transAxes)
+    _save(fig, path)
+
+
+def _read_losses(log: Path) -> tuple[list[int], list[float]]:
+    epochs, losses = [], []
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return [], []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("loss"), (int, float)):
+            epochs.append(int(rec["epoch"]))
+            losses.append(float(rec["loss"]))
+    return epochs, losses
+
+
+def loss_curve_runs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose logs Figure 4 shows: per method (``sarb`` and ``sarb-ilrb`` if any were
+    run, else all), the run of seed 0 (or the smallest seed) at its smallest proportion."""
+    methods = _ordered(r["method"] for r in rows)
+    chosen = [m for m in LOSS_METHODS if m in methods] or methods
+    out = []
+    for m in chosen:
+        mine = [r for r in rows if r["method"] == m]
+        seed = 0 if any(r["seed"] == 0 for r in mine) else min(r["seed"] for r in mine)
+        out.append(min((r for r in mine if r["seed"] == seed), key=lambda r: r["known"]))
+    return out
+
+
+def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> None:
+    """Per-epoch mean training loss of the runs of ``loss_curve_runs`` (paper's Figure 4)."""
+    from matplotlib.ticker import MaxNLocator
+
+    datasets = _ordered(r["dataset"] for r in rows) or ["(no results yet)"]
+    fig, axes = _figure(len(datasets), height=4.8)
+    for ax, dataset in zip(axes, datasets, strict=True):
+        runs = loss_curve_runs([r for r in rows if r["dataset"] == dataset])
+        drawn = 0
+        for r, color in zip(runs, _colors(len(runs)), strict=True):
+            run_dir = Path(r.get("run_dir") or "")
+            epochs, losses = _read_losses(
+                (run_dir if run_dir.is_absolute() else base / run_dir) / "log.jsonl"
+            )
+            if epochs:
+                label = f"{r['method']} (known {_pct(r['known'])}, seed {r['seed']})"
+                ax.plot(epochs, losses, marker="o", ms=3, color=color, label=label)
+                drawn += 1
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("total training loss (mean per epoch)")
+        title = "Training loss per epoch"
+        if {r["method"] for r in runs} == set(LOSS_METHODS):
+            title += ": SARB with (sarb) and without (sarb-ilrb) PLRB"
+        ax.set_title(f"{title}\n{dataset}", fontsize=10)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no training log found", ha="center", transform=ax.transAxes)
+    fig.supxlabel(textwrap.fill(LOSS_NOTE, 100 * len(datasets)), fontsize=7)
+    _save(fig, path)
+
+
+def write_report(out_dir: str | Path) -> list[Path]:
+    """Rebuild ``table.md`` and both figures of a sweep directory from its ``results.csv``."""
+    out_dir = Path(out_dir)
+    rows = read_results(out_dir / RESULTS)
+    table = out_dir / TABLE
+    try:
+        table.write_text(format_table(rows))
+    except OSError as exc:
+        raise SarbError(f"{table}: cannot write ({exc.strerror or exc})") from None
+    plot_map_vs_known(rows, out_dir / MAP_FIGURE)
+    plot_loss_curves(rows, out_dir, out_dir / LOSS_FIGURE)
+    return [table, out_dir / MAP_FIGURE, out_dir / LOSS_FIGURE]
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sarb report`` arguments."""
+    parser.add_argument("dir", metavar="DIR", help="a sweep directory (holds results.csv)")
+
+
+def report_main(args: argparse.Namespace) -> int:
+    """``sarb report DIR``: rewrite the table and figures; print the table."""
+    paths = write_report(args.dir)
+    sys.stdout.write(paths[0].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0

@@ -1,0 +1,438 @@
+"""``sarb sweep``: the paper's grid of methods x known-label proportions x seeds, resumable.
+
+Usage::
+
+    sarb sweep --dataset D [dataset flags and any other `sarb train` flag]
+               --methods m1,m2,...|all --known 0.1,0.2,...,0.9 --seeds N --out DIR
+               [--config FILE]
+
+Every cell is one ``sarb train`` run (in this process) with ``--method m --known p --seed s``
+in ``DIR/runs/{m}/known{p}/seed{s}/``; seeds are 0..N-1 and the label mask keeps
+``--mask-seed`` (0, the paper's masks, unless set). Other settings come, by increasing
+precedence, from the defaults, the config file and the flags.
+
+Resuming: a cell whose ``metrics.json`` exists is skipped (and said so; a note is added when
+its ``config.yaml`` differs from the current settings). A cell interrupted mid-training, whose
+run directory holds ``last.pt`` and the same configuration, continues from its last epoch.
+A failing cell is reported in one line, recorded in ``DIR/failures.txt`` (the traceback in its
+run directory's ``error.txt``) and does not stop the others; the exit code is then 1. A rerun
+retries the failed cells.
+
+After every cell, ``DIR/results.csv``, ``DIR/table.md``, ``DIR/map_vs_known.png`` and
+``DIR/loss_curves.png`` are rewritten (see ``sarb.report``) from every finished cell under
+``DIR/runs``, so a partial sweep is usable, and two sweeps into the same DIR (e.g. more methods
+later) make one table. Use a new DIR for a new configuration.
+
+Config files: ``--config`` takes a path or the name of a packaged config (``quick``,
+``demo``, ``paper``, ``sweep_paper``). Besides the ``sarb train`` keys, a config may hold a
+``sweep:`` section with the grid, used when the corresponding flag is not given::
+
+    sweep:
+      methods: [sarb, ssgrl]   # or "sarb,ssgrl" or "all"
+      known: [0.1, 0.5, 0.9]   # or "0.1,0.5,0.9"
+      seeds: 3                 # seeds 0, 1, 2
+
+Without either, ``known`` is the paper's nine proportions 0.1..0.9 and ``seeds`` is 1;
+``methods`` must be given. Top-level ``method``, ``known``, ``seed`` and ``out`` keys are
+replaced by the grid's values. A config with a ``sweep:`` section is for ``sarb sweep`` only
+(``sarb train --config`` rejects the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from sarb import report
+from sarb.config import TrainConfig, add_config_arguments, resolve_config
+from sarb.errors import SarbError
+
+PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""The known-label proportions of the paper's tables (SPEC §7: "Avg." is their mean)."""
+SWEEP_KEYS = ("methods", "known", "seeds")
+"""Keys of a config file's ``sweep:`` section."""
+GRID_FIELDS = ("method", "known", "seed", "out")
+"""TrainConfig fields that the grid sets per cell."""
+FAILURES = "failures.txt"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    method: str
+    known: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} known={self.known:g} seed={self.seed}"
+
+    def run_dir(self, out: Path) -> Path:
+        """``DIR/runs/{method}/known{p}/seed{s}``."""
+        return out / "runs" / self.method / f"known{self.known:g}" / f"seed{self.seed}"
+
+
+@dataclass
+class SweepPlan:
+    """What to run: shared training settings, the grid, and the output directory."""
+
+    settings: dict[str, Any]  # TrainConfig values shared by every cell
+    methods: list[str]
+    known: list[float]
+    seeds: list[int]
+    out: Path
+
+    def cells(self) -> list[Cell]:
+        """The grid in run order: method, then proportion, then seed."""
+        return [Cell(m, k, s) for m in self.methods for k in self.known for s in self.seeds]
+
+    def config(self, cell: Cell) -> TrainConfig:
+        """The full training configuration of a cell."""
+        values = {
+            **self.settings,
+            "method": cell.method,
+            "known": cell.known,
+            "seed": cell.seed,
+            "out": str(cell.run_dir(self.out)),
+        }
+        return resolve_config(None, **values)
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: cells trained, skipped (done before) and failed (with the error)."""
+
+    trained: list[Cell] = field(default_factory=list)
+    skipped: list[Cell] = field(default_factory=list)
+    failed: list[tuple[Cell, str]] = field(default_factory=list)
+
+
+def parse_known(value: str | float | list | tuple) -> list[float]:
+    """``"0.1,0.5"`` or a list -> sorted distinct proportions, each in (0, 1]."""
+    items = value.split(",") if isinstance(value, str) else value
+    items = items if isinstance(items, (list, tuple)) else [items]
+    out = []
+    for item in items:
+        text = str(item).strip()
+        try:
+            p = float(text)
+        except ValueError:
+            raise SarbError(f"--known: {text!r} is not a number") from None
+        if not 0.0 < p <= 1.0:
+            raise SarbError(f"--known: {text} is not in (0, 1]")
+        out.append(p)
+    if not out:
+        raise SarbError("--known: no proportion given")
+    return sorted(set(out))
+
+
+def parse_methods(value: str | list | tuple) -> list[str]:
+    """``"a,b"``, a list, or ``"all"`` (every registered method) -> method names, checked."""
+    from sarb.methods import list_methods
+
+    registered = [m.name for m in list_methods()]
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    names = [n.strip() for n in items if n.strip()]
+    if names == ["all"]:
+        return registered
+    if not names:
+        raise SarbError("--methods: no method given")
+    unknown = [n for n in names if n not in registered]
+    if unknown:
+        raise SarbError(
+            f"--methods: unknown method {unknown[0]!r}; choose from all, {', '.join(registered)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(value: int | str) -> list[int]:
+    """``N`` -> seeds 0..N-1."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise SarbError(f"--seeds: expected a number of seeds, got {value!r}") from None
+    if n < 1:
+        raise SarbError(f"--seeds must be >= 1, got {n}")
+    return list(range(n))
+
+
+def config_path(name: str) -> Path:
+    """A config file path, or the name of a packaged config (``quick`` or ``quick.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = resources.files("sarb") / "configs"
+    for candidate in (name, f"{name}.yaml"):
+        if "/" not in candidate and (packaged / candidate).is_file():
+            return Path(str(packaged / candidate))
+    names = sorted(
+        p.name.removesuffix(".yaml") for p in packaged.iterdir() if p.name.endswith(".yaml")
+    )
+    raise SarbError(f"{name}: config file not found (packaged configs: {', '.join(names)})")
+
+
+def read_sweep_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A config file's ``sarb train`` keys and its ``sweep:`` section, both checked."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SarbError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise SarbError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SarbError(f"{path}: a config file must be a mapping of flag names to values")
+    sweep = raw.pop("sweep", None) or {}
+    if not isinstance(sweep, dict):
+        raise SarbError(f"{path}: 'sweep' must be a mapping with keys {', '.join(SWEEP_KEYS)}")
+    for key in sweep:
+        if key not in SWEEP_KEYS:
+            raise SarbError(f"{path}: unknown key {key!r} in 'sweep' ({', '.join(SWEEP_KEYS)})")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise SarbError(f"{path}: unknown key {key!r}")
+        settings[name] = value
+    return settings, sweep
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sarb sweep`` flags: every ``sarb train`` flag, with the grid replacing
+    ``--method``, ``--known``, ``--seed`` and ``--out``. The parser must be created with
+    ``conflict_handler="resolve"`` (the grid flags replace the training ones)."""
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--config",
+        help="YAML file (or packaged config name: quick, demo, "
+        "paper, sweep_paper); may hold a 'sweep:' section (methods, known, seeds)",
+    )
+    parser.add_argument(
+        "--methods",
+        "--method",
+        dest="methods",
+        help="comma-separated methods, or 'all' (see `sarb methods`)",
+    )
+    parser.add_argument(
+        "--known",
+        help="comma-separated known-label proportions (default: the paper's 0.1,0.2,...,0.9)",
+    )
+    parser.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="sweep directory: runs/, results.csv, table.md, figures",
+    )
+
+
+def plan_from_args(args: argparse.Namespace) -> SweepPlan:
+    """Resolve the flags and the config file into a plan; every value is checked up front."""
+    settings: dict[str, Any] = {}
+    sweep: dict[str, Any] = {}
+    if args.config:
+        settings, sweep = read_sweep_config(config_path(args.config))
+    if getattr(args, "seed", None) is not None:
+        raise SarbError("sarb sweep runs seeds 0..N-1: use --seeds N, not --seed")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in GRID_FIELDS and getattr(args, f.name, None) is not None:
+            settings[f.name] = getattr(args, f.name)
+    for name in GRID_FIELDS:
+        settings.pop(name, None)
+    methods = args.methods if args.methods is not None else sweep.get("methods")
+    if methods is None:
+        raise SarbError("sarb sweep needs --methods m1,m2,... or 'all' (or sweep.methods)")
+    known = args.known if args.known is not None else sweep.get("known", PAPER_PROPORTIONS)
+    seeds = args.seeds if args.seeds is not None else sweep.get("seeds", 1)
+    plan = SweepPlan(
+        settings, parse_methods(methods), parse_known(known), parse_seeds(seeds), Path(args.out)
+    )
+    for method in plan.methods:  # a bad setting fails now, not after hours of training
+        plan.config(Cell(method, plan.known[0], 0))
+    return plan
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def config_differences(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
+    """Settings in which ``run_dir/config.yaml`` differs from ``cfg`` (data paths and the run
+    directory aside, which a run stores resolved); None when there is no readable config."""
+    from sarb.engine import PATH_FIELDS
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    ignore = {*PATH_FIELDS, "weights", "out"}
+    diffs = []
+    for f in dataclasses.fields(cfg):
+        if f.name not in ignore and saved.get(f.name, f.default) != getattr(cfg, f.name):
+            diffs.append(f"{f.name} {saved.get(f.name)!r} (now {getattr(cfg, f.name)!r})")
+    return diffs
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _map_text(metrics: dict[str, Any] | None) -> str:
+    value = (metrics or {}).get("mAP")
+    return f"mAP {value:.1f}" if isinstance(value, (int, float)) else "mAP -"
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line: the message of a SarbError, ``Type: message`` of anything else."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker
+        text = text.splitlines()[-1]
+    text = " ".join(text.split()) or "(no message)"
+    return text if isinstance(exc, SarbError) else f"{type(exc).__name__}: {text}"
+
+
+def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[str, Any]]:
+    """``results.csv`` rows of every finished cell under ``out/runs``, in grid order (the
+    methods of ``method_order`` first), ``run_dir`` relative to ``out``."""
+    rows = []
+    for metrics_file in sorted((out / "runs").glob("*/known*/seed*/metrics.json")):
+        metrics = _load_json(metrics_file)
+        if metrics is None or not {"method", "known", "seed"} <= metrics.keys():
+            continue
+        run_dir = metrics_file.parent
+        try:
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            saved = {}
+        dataset = str(saved.get("dataset") or metrics.get("dataset") or "")
+        rows.append(report.result_row(metrics, dataset, run_dir.relative_to(out).as_posix()))
+    order = {m: i for i, m in enumerate(method_order or [])}
+    rows.sort(
+        key=lambda r: (order.get(r["method"], len(order)), r["method"], r["known"], r["seed"])
+    )
+    return rows
+
+
+def write_outputs(out: Path, method_order: list[str] | None = None) -> None:
+    """Rewrite ``results.csv`` from the finished cells, then the table and figures from it."""
+    report.write_results(out / report.RESULTS, collect_rows(out, method_order))
+    report.write_report(out)
+
+
+def _record_failure(out: Path, cell: Cell, error: str, exc: BaseException) -> None:
+    with (out / FAILURES).open("a") as f:
+        f.write(f"{cell.label}: {error}\n")
+    run_dir = cell.run_dir(out)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
+    except OSError:
+        pass
+
+
+def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
+    """Run the plan's cells in order, skipping finished ones; outputs rewritten after each."""
+    from sarb import engine
+
+    stream = stream or sys.stderr
+    out = plan.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / FAILURES).unlink(missing_ok=True)  # failed cells of an earlier run are retried
+    except OSError as exc:
+        raise SarbError(f"{out}: cannot write the sweep directory ({exc.strerror})") from None
+    cells = plan.cells()
+    todo = [c for c in cells if _load_json(c.run_dir(out) / "metrics.json") is None]
+    outcome, times = SweepOutcome(), []
+
+    def say(i: int, cell: Cell, text: str) -> None:
+        print(f"[{i}/{len(cells)}] {cell.label}: {text}", file=stream, flush=True)
+
+    for i, cell in enumerate(cells, start=1):
+        cfg = plan.config(cell)
+        run_dir = cell.run_dir(out)
+        done = _load_json(run_dir / "metrics.json")
+        if done is not None:
+            diffs = config_differences(run_dir, cfg)
+            note = f"; note: it ran with {', '.join(diffs)}" if diffs else ""
+            say(i, cell, f"done before ({_map_text(done)}), skipped{note}")
+            outcome.skipped.append(cell)
+            write_outputs(out, plan.methods)
+            continue
+        has_last = any((run_dir / f).is_file() for f in ("last.pt", "last.prev.pt"))
+        resume = has_last and config_differences(run_dir, cfg) == []
+        if resume:
+            say(i, cell, "resuming the interrupted run")
+        started = time.time()
+        try:
+            result = engine.train(cfg, quiet=True, **({"resume": True} if resume else {}))
+        except Exception as exc:  # one cell's failure never stops the others
+            error = _error_text(exc)
+            say(i, cell, f"FAILED ({error})")
+            outcome.failed.append((cell, error))
+            _record_failure(out, cell, error, exc)
+        else:
+            (run_dir / "error.txt").unlink(missing_ok=True)
+            elapsed = time.time() - started
+            times.append(elapsed)
+            outcome.trained.append(cell)
+            left = sum(1 for c in todo if cells.index(c) >= i)
+            eta = f"ETA {_duration(left * sum(times) / len(times))}" if left else "last cell"
+            say(i, cell, f"{_map_text(result)} ({_duration(elapsed)}); {eta}")
+        write_outputs(out, plan.methods)
+    if not cells:
+        write_outputs(out, plan.methods)
+    return outcome
+
+
+def _count(items: Any, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """``sarb sweep``: run the grid, print the table; exit code 1 when a cell failed."""
+    plan = plan_from_args(args)
+    n = len(plan.cells())
+    print(
+        f"sweep: {_count(plan.methods, 'method')} x {_count(plan.known, 'proportion')} x "
+        f"{_count(plan.seeds, 'seed')} = {_count(range(n), 'cell')} into {plan.out}",
+        file=sys.stderr,
+    )
+    outcome = run_sweep(plan)
+    sys.stdout.write((plan.out / report.TABLE).read_text())
+    summary = (
+        f"sweep: {len(outcome.trained)} trained, {len(outcome.skipped)} skipped (finished "
+        f"earlier), {len(outcome.failed)} failed; {plan.out / report.RESULTS}, {report.TABLE}, "
+        f"{report.MAP_FIGURE}, {report.LOSS_FIGURE}"
+    )
+    print(summary, file=sys.stderr)
+    if outcome.failed:
+        print(
+            f"sweep: {len(outcome.failed)} of {n} cells failed, listed in "
+            f"{plan.out / FAILURES}; rerun the command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

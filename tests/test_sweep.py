@@ -1,0 +1,323 @@
+"""``sarb sweep`` and ``sarb report``: the grid, resuming, failures, the table and the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sarb import engine
+from sarb.cli import main
+from sarb.published import PUBLISHED, dataset_column, paper_avg_map, published_for
+from sarb.report import COLUMNS, METRICS, TOP3, format_table, read_results, summarize, write_results
+
+METHODS = ("bce-ignore", "sarb")
+KNOWN = (0.3, 0.7)
+
+
+def _tiny_config(tiny: dict[str, Path], path: Path, sweep: str = "") -> Path:
+    """The settings of ``tiny_train_args`` as a config file, 1 epoch."""
+    path.write_text(
+        f"dataset: manifest\ntrain: {tiny['train']}\ntest: {tiny['test']}\n"
+        "backbone: cnn3\nweights: random\ntrainable: all\nimage_size: 32\nembeddings: learned\n"
+        "feat_dim: 32\nneck_pool: 1\nepochs: 1\nbatch_size: 8\nlr: 1.0e-3\nworkers: 0\n"
+        "blend_start: 0\nproto_every: 1\nnum_prototypes: 3\n" + sweep
+    )
+    return path
+
+
+def _sweep_args(config: Path, out: Path, *extra: str) -> list[str]:
+    return ["sweep", "--config", str(config), "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_dataset: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real sweep: 2 methods x 2 proportions x 1 seed, the grid given in the config."""
+    root = tmp_path_factory.mktemp("sweep")
+    grid = "sweep:\n  methods: [bce-ignore, sarb]\n  known: [0.3, 0.7]\n  seeds: 1\n"
+    config = _tiny_config(tiny_dataset, root / "tiny.yaml", grid)
+    assert main(_sweep_args(config, root / "out")) == 0
+    return root / "out"
+
+
+def _fake_metrics(method: str, known: float, seed: int) -> dict:
+    """A plausible metrics.json whose values are a known function of the cell."""
+    base = 40.0 + 50.0 * known + (5.0 if method == "sarb" else 0.0) + seed
+    rates = {k: base - i for i, k in enumerate(METRICS[1:], start=1)}
+    return {
+        "mAP": base,
+        **rates,
+        "top3": {k: v - 2 for k, v in rates.items()},
+        "ap_definition": "voc",
+        "method": method,
+        "dataset": "tiny",
+        "known": known,
+        "seed": seed,
+        "best_epoch": 1,
+        "val_mAP": base + 1,
+    }
+
+
+def _fake_train(calls: list, fail: tuple[str, float] | None = None):
+    """A stand-in for ``engine.train`` writing what a run writes, failing for one cell."""
+
+    def train(cfg, quiet=False, resume=False):
+        calls.append((cfg.method, cfg.known, cfg.seed))
+        if fail and (cfg.method, cfg.known) == fail:
+            raise RuntimeError("simulated crash\nsecond line")
+        run_dir = Path(cfg.out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(f"dataset: {cfg.dataset}\nmethod: {cfg.method}\n")
+        (run_dir / "log.jsonl").write_text(
+            "".join(json.dumps({"epoch": e, "loss": 1.0 / e}) + "\n" for e in (1, 2, 3))
+        )
+        result = _fake_metrics(cfg.method, cfg.known, cfg.seed)
+        (run_dir / "metrics.json").write_text(json.dumps(result))
+        return result
+
+    return train
+
+
+def test_sweep_writes_one_row_per_cell_with_every_metric(swept: Path) -> None:
+    with (swept / "results.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    assert {"mAP", "OP", "OR", "OF1", "CP", "CR", "CF1", *TOP3} <= set(reader.fieldnames)
+    assert [(r["method"], float(r["known"]), int(r["seed"])) for r in rows] == [
+        (m, k, 0) for m in METHODS for k in KNOWN
+    ]
+    for r in rows:
+        assert r["dataset"] == "manifest"
+        assert all(math.isfinite(float(r[k])) for k in (*METRICS, *TOP3))
+        metrics = json.loads((swept / r["run_dir"] / "metrics.json").read_text())
+        assert float(r["mAP"]) == metrics["mAP"]
+        assert float(r["top3_CF1"]) == metrics["top3"]["CF1"]
+        assert int(r["best_epoch"]) == metrics["best_epoch"]
+    assert (swept / "runs" / "sarb" / "known0.3" / "seed0" / "log.jsonl").is_file()
+    for name in ("table.md", "map_vs_known.png", "loss_curves.png"):
+        assert (swept / name).stat().st_size > 0
+
+
+def test_rerun_skips_every_finished_cell(
+    swept: Path, tiny_dataset, tmp_path, monkeypatch, capsys
+) -> None:
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(engine, "train", no_training)
+    table = (swept / "table.md").read_bytes()
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    args = _sweep_args(config, swept, "--methods", ",".join(METHODS), "--known", "0.3,0.7")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert len(re.findall(r"^\[\d/4\] .*: done before", err, re.M)) == 4
+    assert "FAILED" not in err
+    assert re.search(r"\[1/4\] bce-ignore known=0\.3 seed=0: done before \(mAP [\d.]+\)", err)
+    assert (swept / "table.md").read_bytes() == table
+    assert not (swept / "failures.txt").exists()
+
+
+def test_a_failing_cell_is_reported_and_the_others_run(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+) -> None:
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    calls: list = []
+    monkeypatch.setattr(engine, "train", _fake_train(calls, fail=("sarb", 0.3)))
+    args = _sweep_args(config, out, "--methods", "bce-ignore,sarb", "--known", "0.3,0.7")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert len(calls) == 4  # the failure stopped nothing
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert failed == [
+        "[3/4] sarb known=0.3 seed=0: FAILED (RuntimeError: simulated crash second line)"
+    ]
+    assert re.search(r"\[4/4\] sarb known=0\.7 seed=0: mAP 80\.0 \(\d+ s\); last cell", err)
+    assert re.search(r"\[1/4\] bce-ignore known=0\.3 seed=0: mAP 55\.0 \(\d+ s\); ETA", err)
+    assert (out / "failures.txt").read_text() == (
+        "sarb known=0.3 seed=0: RuntimeError: simulated crash second line\n"
+    )
+    assert "simulated crash" in (out / "runs/sarb/known0.3/seed0/error.txt").read_text()
+    rows = read_results(out / "results.csv")
+    assert [(r["method"], r["known"]) for r in rows] == [
+        ("bce-ignore", 0.3),
+        ("bce-ignore", 0.7),
+        ("sarb", 0.7),
+    ]
+
+    # a rerun retries only the failed cell; the failure record goes
+    calls.clear()
+    monkeypatch.setattr(engine, "train", _fake_train(calls))
+    assert main(args) == 0
+    assert calls == [("sarb", 0.3, 0)]
+    assert not (out / "failures.txt").exists()
+    assert not (out / "runs/sarb/known0.3/seed0/error.txt").exists()
+    assert len(read_results(out / "results.csv")) == 4
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def test_table_average_is_the_mean_of_its_cells(swept: Path) -> None:
+    rows = _table_rows((swept / "table.md").read_text())
+    assert set(rows) == set(METHODS)
+    for row in rows.values():
+        cells = [float(row[p]) for p in ("30%", "70%")]
+        assert float(row["Avg."]) == pytest.approx(np.mean(cells), abs=0.051)
+    results = read_results(swept / "results.csv")
+    for s in summarize(results):
+        cell_means = [s.cells[k]["mAP"].mean for k in KNOWN]
+        assert s.avg["mAP"].mean == pytest.approx(np.mean(cell_means), abs=1e-12)
+        assert s.avg["mAP"].std is None  # one seed: the mean only
+        assert "±" not in _table_rows(format_table(results))[s.method]["Avg."]
+
+
+def test_table_std_over_seeds(tmp_path: Path) -> None:
+    rows = []
+    for seed in (0, 1, 2):
+        for known in (0.1, 0.5, 0.9):
+            m = _fake_metrics("sarb", known, seed)
+            m["mAP"] += 3.0 * seed * known  # seeds disagree more at high proportions
+            rows.append(
+                {
+                    "dataset": "demo",
+                    "run_dir": f"runs/{seed}",
+                    **m,
+                    **{f"top3_{k}": v for k, v in m["top3"].items()},
+                }
+            )
+    write_results(tmp_path / "results.csv", rows)
+    results = read_results(tmp_path / "results.csv")
+    (s,) = summarize(results)
+    per_seed = [np.mean([r["mAP"] for r in results if r["seed"] == seed]) for seed in (0, 1, 2)]
+    assert s.avg["mAP"].mean == pytest.approx(np.mean(per_seed))
+    assert s.avg["mAP"].std == pytest.approx(np.std(per_seed, ddof=1))
+    at_09 = [r["mAP"] for r in results if r["known"] == 0.9]
+    assert s.cells[0.9]["mAP"].std == pytest.approx(np.std(at_09, ddof=1))
+    row = _table_rows(format_table(results))["sarb"]
+    assert row["90%"] == f"{np.mean(at_09):.1f} ± {np.std(at_09, ddof=1):.1f}"
+    assert "paper" not in row  # demo is not a paper dataset
+
+
+def test_report_rebuilds_the_table_byte_identically(swept: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(swept, copy)
+    table = (copy / "table.md").read_bytes()
+    for name in ("table.md", "map_vs_known.png", "loss_curves.png"):
+        (copy / name).unlink()
+    for metrics in copy.glob("runs/*/*/*/metrics.json"):
+        metrics.unlink()  # the report reads results.csv (and the logs), nothing else
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "table.md").read_bytes() == table
+    for name in ("map_vs_known.png", "loss_curves.png"):
+        assert (copy / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (copy / name).stat().st_size > 1000
+
+    alone = tmp_path / "alone"  # results.csv without any run: the table still matches
+    alone.mkdir()
+    shutil.copy(swept / "results.csv", alone)
+    assert main(["report", str(alone)]) == 0
+    assert (alone / "table.md").read_bytes() == table
+    assert (alone / "loss_curves.png").stat().st_size > 0
+
+
+def test_published_numbers_go_in_the_paper_column(tmp_path: Path) -> None:
+    assert paper_avg_map("sarb", "coco2014") == 77.9
+    assert paper_avg_map("sarb", "coco") == 77.9
+    assert paper_avg_map("sarb", "voc2007") == 90.7
+    assert paper_avg_map("sarb", "vg200") == 45.6
+    assert paper_avg_map("ml-gcn", "coco2014") == paper_avg_map("gcn-ml", "coco") == 74.4
+    assert paper_avg_map("bce-ignore", "coco2014") is None
+    assert paper_avg_map("sarb", "demo") is None
+    assert dataset_column("COCO-2014") == "COCO"
+    assert len(PUBLISHED) == 13  # SPEC §8: six systems of Table 1, seven of Table 2
+    rows = []
+    for method in ("sarb", "bce-ignore"):
+        m = _fake_metrics(method, 0.5, 0)
+        rows.append({**m, "dataset": "coco2014", "run_dir": ""})
+    write_results(tmp_path / "results.csv", rows)
+    table = _table_rows(format_table(read_results(tmp_path / "results.csv")))
+    assert table["sarb"]["paper"] == "77.9"
+    assert table["bce-ignore"]["paper"] == "-"
+
+
+def test_interrupted_cell_resumes(tiny_dataset, tmp_path: Path, capsys) -> None:
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    args = _sweep_args(config, out, "--methods", "bce-ignore", "--known", "0.5")
+    assert main(args) == 0
+    cell = out / "runs" / "bce-ignore" / "known0.5" / "seed0"
+    before = json.loads((cell / "metrics.json").read_text())
+    (cell / "metrics.json").unlink()  # as if killed after the last checkpoint
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "resuming the interrupted run" in capsys.readouterr().err
+    after = json.loads((cell / "metrics.json").read_text())
+    assert after["mAP"] == before["mAP"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "bce-ignore,nope"], "unknown method 'nope'"),
+        (["--methods", "sarb", "--known", "0.5,1.5"], "--known: 1.5 is not in (0, 1]"),
+        (["--methods", "sarb", "--seeds", "0"], "--seeds must be >= 1"),
+        (["--methods", "sarb", "--seed", "1"], "use --seeds N"),
+        ([], "needs --methods"),
+    ],
+)
+def test_bad_grid_is_one_line_error(tiny_dataset, tmp_path, capsys, extra, message) -> None:
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    assert main(_sweep_args(config, tmp_path / "out", *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sarb: error: ") and message in err[0], err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_packaged_sweep_configs_resolve() -> None:
+    from sarb.cli import build_parser
+    from sarb.sweep import PAPER_PROPORTIONS, plan_from_args
+
+    parse = build_parser().parse_args
+    paper = plan_from_args(parse(["sweep", "--config", "sweep_paper", "--out", "x"]))
+    assert paper.known == list(PAPER_PROPORTIONS) and paper.seeds == [0]
+    assert "sarb" in paper.methods and len(paper.methods) == 13
+    # every system of the paper's tables, each with its published number
+    assert {published_for(m).name for m in paper.methods} == {p.name for p in PUBLISHED}
+    cfg = paper.config(paper.cells()[0])
+    assert (cfg.backbone, cfg.image_size, cfg.epochs, cfg.mask_seed) == ("resnet101", 448, 20, 0)
+    quick = plan_from_args(
+        parse(
+            [
+                "sweep",
+                "--config",
+                "quick",
+                "--methods",
+                "sarb,ssgrl",
+                "--known",
+                "0.9,0.1",
+                "--seeds",
+                "2",
+                "--out",
+                "x",
+            ]
+        )
+    )
+    assert quick.known == [0.1, 0.9] and quick.seeds == [0, 1]
+    cfg = quick.config(quick.cells()[-1])
+    assert (cfg.method, cfg.known, cfg.seed, cfg.epochs) == ("ssgrl", 0.9, 1, 6)
+    assert cfg.out == str(Path("x", "runs", "ssgrl", "known0.9", "seed1"))
