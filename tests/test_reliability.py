@@ -119,3 +119,25 @@ def test_skip_bad_images_skips_and_counts(tmp_path, tiny_dataset, capsys):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert sum(metrics["skipped_images"].values()) == 1
     assert "corrupt.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["sarb", "gcn-ml"])
+def test_class_without_positives_and_image_without_known_labels(tmp_path, tiny_dataset, method):
+    rows = tiny_dataset["train"].read_text().splitlines()
+    base = tiny_dataset["train"].parent
+    fixed = [rows[0]]
+    for i, row in enumerate(rows[1:]):
+        path, *values = row.split(",")
+        values[2] = "-1"  # "blue" has no positive anywhere in training
+        if i == 0:
+            values = ["", "", ""]  # an image with no known label at all
+        fixed.append(",".join([str(base / path), *values]))
+    manifest = tmp_path / "odd.csv"
+    manifest.write_text("\n".join(fixed) + "\n")
+    args = tiny_train_args(tiny_dataset, tmp_path / "run", method)
+    args[args.index("--train") + 1] = str(manifest)
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["mAP"] is not None
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
