@@ -321,3 +321,11 @@ def test_packaged_sweep_configs_resolve() -> None:
     cfg = quick.config(quick.cells()[-1])
     assert (cfg.method, cfg.known, cfg.seed, cfg.epochs) == ("ssgrl", 0.9, 1, 6)
     assert cfg.out == str(Path("x", "runs", "ssgrl", "known0.9", "seed1"))
+
+
+def test_eta_uses_the_mean_time_of_each_method() -> None:
+    from sarb.sweep import Cell, _eta
+
+    times = {"a": [10.0, 20.0], "b": [90.0]}  # a: 15 s a cell, b: 90 s, overall 40 s
+    left = [Cell("a", 0.5, 0), Cell("b", 0.5, 0), Cell("c", 0.1, 0)]
+    assert _eta(left, times) == pytest.approx(15 + 90 + 40)

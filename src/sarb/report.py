@@ -206,7 +206,7 @@ def summarize(
                     per_seed.append(float(np.mean(vals)))
             spread = stat(per_seed)
             mean = float(np.mean(means)) if means else math.nan
-            avg[m] = Stat(mean, spread.std, spread.n)
+            avg[m] = Stat(mean, spread.std, max(spread.n, 1) if means else 0)
         out.append(MethodSummary(method, cells, avg, len(have) == len(knowns)))
     return out
 

@@ -18,10 +18,13 @@ A failing cell is reported in one line, recorded in ``DIR/failures.txt`` (the tr
 run directory's ``error.txt``) and does not stop the others; the exit code is then 1. A rerun
 retries the failed cells.
 
-After every cell, ``DIR/results.csv``, ``DIR/table.md``, ``DIR/map_vs_known.png`` and
-``DIR/loss_curves.png`` are rewritten (see ``sarb.report``) from every finished cell under
-``DIR/runs``, so a partial sweep is usable, and two sweeps into the same DIR (e.g. more methods
-later) make one table. Use a new DIR for a new configuration.
+After every trained cell (and at the end), ``DIR/results.csv``, ``DIR/table.md``,
+``DIR/map_vs_known.png`` and ``DIR/loss_curves.png`` are rewritten (see ``sarb.report``) from
+every finished cell under ``DIR/runs``, so a partial sweep is usable, and two sweeps into the
+same DIR (e.g. more methods later) make one table. Use a new DIR for a new configuration.
+
+Progress: one line per cell on stderr, with an ETA for the cells left to train: each counts
+the mean time of the cells of its method trained so far, or of all cells when none is.
 
 Config files: ``--config`` takes a path or the name of a packaged config (``quick``,
 ``demo``, ``paper``, ``sweep_paper``). Besides the ``sarb train`` keys, a config may hold a
@@ -64,6 +67,9 @@ SWEEP_KEYS = ("methods", "known", "seeds")
 GRID_FIELDS = ("method", "known", "seed", "out")
 """TrainConfig fields that the grid sets per cell."""
 FAILURES = "failures.txt"
+RUNTIME_FIELDS = ("device", "workers")
+"""Settings that do not change a run's result: a cell may resume or count as done without them
+matching."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,7 @@ def config_differences(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
         return None
     if not isinstance(saved, dict):
         return None
-    ignore = {*PATH_FIELDS, "weights", "out"}
+    ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
     diffs = []
     for f in dataclasses.fields(cfg):
         if f.name not in ignore and saved.get(f.name, f.default) != getattr(cfg, f.name):
@@ -297,6 +303,15 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _eta(left: list[Cell], times: dict[str, list[float]]) -> float:
+    """Seconds to train ``left``: per cell, the mean time of its method so far, else of all."""
+    every = [t for ts in times.values() for t in ts]
+    overall = sum(every) / len(every)
+    return sum(
+        sum(times[c.method]) / len(times[c.method]) if c.method in times else overall for c in left
+    )
 
 
 def _map_text(metrics: dict[str, Any] | None) -> str:
@@ -365,7 +380,7 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
         raise SarbError(f"{out}: cannot write the sweep directory ({exc.strerror})") from None
     cells = plan.cells()
     todo = [c for c in cells if _load_json(c.run_dir(out) / "metrics.json") is None]
-    outcome, times = SweepOutcome(), []
+    outcome, times = SweepOutcome(), {}
 
     def say(i: int, cell: Cell, text: str) -> None:
         print(f"[{i}/{len(cells)}] {cell.label}: {text}", file=stream, flush=True)
@@ -379,31 +394,31 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
             note = f"; note: it ran with {', '.join(diffs)}" if diffs else ""
             say(i, cell, f"done before ({_map_text(done)}), skipped{note}")
             outcome.skipped.append(cell)
-            write_outputs(out, plan.methods)
             continue
         has_last = any((run_dir / f).is_file() for f in ("last.pt", "last.prev.pt"))
         resume = has_last and config_differences(run_dir, cfg) == []
         if resume:
             say(i, cell, "resuming the interrupted run")
-        started = time.time()
+        started = time.monotonic()
         try:
             result = engine.train(cfg, quiet=True, **({"resume": True} if resume else {}))
         except Exception as exc:  # one cell's failure never stops the others
             error = _error_text(exc)
+            if resume:
+                error += f" (while resuming; delete {run_dir} to start the cell over)"
             say(i, cell, f"FAILED ({error})")
             outcome.failed.append((cell, error))
             _record_failure(out, cell, error, exc)
         else:
             (run_dir / "error.txt").unlink(missing_ok=True)
-            elapsed = time.time() - started
-            times.append(elapsed)
+            elapsed = time.monotonic() - started
+            times.setdefault(cell.method, []).append(elapsed)
             outcome.trained.append(cell)
-            left = sum(1 for c in todo if cells.index(c) >= i)
-            eta = f"ETA {_duration(left * sum(times) / len(times))}" if left else "last cell"
+            left = [c for c in todo if cells.index(c) >= i]
+            eta = f"ETA {_duration(_eta(left, times))}" if left else "last cell"
             say(i, cell, f"{_map_text(result)} ({_duration(elapsed)}); {eta}")
-        write_outputs(out, plan.methods)
-    if not cells:
-        write_outputs(out, plan.methods)
+            write_outputs(out, plan.methods)  # a partial sweep is usable at any time
+    write_outputs(out, plan.methods)
     return outcome
 
 
