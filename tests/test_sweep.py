@@ -329,3 +329,16 @@ def test_eta_uses_the_mean_time_of_each_method() -> None:
     times = {"a": [10.0, 20.0], "b": [90.0]}  # a: 15 s a cell, b: 90 s, overall 40 s
     left = [Cell("a", 0.5, 0), Cell("b", 0.5, 0), Cell("c", 0.1, 0)]
     assert _eta(left, times) == pytest.approx(15 + 90 + 40)
+
+
+def test_unfinished_cells_are_marked(tmp_path: Path) -> None:
+    rows = []
+    for method, known, seed in [("a", 0.1, 0), ("a", 0.1, 1), ("a", 0.9, 0), ("b", 0.1, 0)]:
+        m = _fake_metrics(method, known, seed)
+        rows.append({**m, "method": method, "dataset": "demo", "run_dir": ""})
+    write_results(tmp_path / "results.csv", rows)
+    text = format_table(read_results(tmp_path / "results.csv"))
+    table = _table_rows(text)
+    assert table["a"]["90%"].endswith("*")  # one seed of two
+    assert table["b"]["90%"] == "-" and table["b"]["Avg."].endswith("†")  # no 90% run
+    assert "*: fewer seeds" in text and "†: the average over fewer proportions" in text

@@ -71,8 +71,9 @@ LOSS_FIGURE = "loss_curves.png"
 LOSS_METHODS = ("sarb", "sarb-ilrb")
 """Figure 4's pair: SARB with PLRB (``sarb``) and without it (``sarb-ilrb``)."""
 LOSS_NOTE = (
-    "The total is every term a method optimises (SARB: BCE, plus the ILRB/PLRB BCEs from the "
-    "epoch blending starts, plus lambda x contrastive), so it steps up when blending starts."
+    "Solid: the total loss, every term a method optimises (SARB: BCE, plus the ILRB/PLRB BCEs "
+    "from the epoch blending starts, plus lambda x contrastive), so it steps up when blending "
+    "starts. Dashed (sarb vs sarb-ilrb only): the BCE term alone."
 )
 
 
@@ -321,6 +322,17 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+_MARKERS = ("o", "s", "^", "D")
+
+
+def _legend(ax: Any, entries: int) -> None:
+    """Inside the axes for a few lines; beside them (never over a line) for many."""
+    if entries <= 6:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
 def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """mAP against the known proportion, one line per method, error bars = std over seeds."""
     datasets = _ordered(r["dataset"] for r in rows) or ["(no results yet)"]
@@ -328,7 +340,7 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
     for ax, dataset in zip(axes, datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == dataset]
         summaries = summarize(mine)
-        for s, color in zip(summaries, _colors(len(summaries)), strict=True):
+        for j, (s, color) in enumerate(zip(summaries, _colors(len(summaries)), strict=True)):
             ks = sorted(k for k in s.cells if s.cells[k]["mAP"].n > 0)
             means = [s.cells[k]["mAP"].mean for k in ks]
             errs = [s.cells[k]["mAP"].std or 0.0 for k in ks]
@@ -336,7 +348,7 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 [100 * k for k in ks],
                 means,
                 yerr=errs,
-                marker="o",
+                marker=_MARKERS[j // 10 % len(_MARKERS)],
                 ms=4,
                 capsize=3,
                 color=color,
@@ -350,13 +362,14 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"mAP vs known labels: {dataset}")
         ax.grid(alpha=0.3)
         if summaries:
-            ax.legend(fontsize=7, ncols=2 if len(summaries) > 8 else 1)
+            _legend(ax, len(summaries))
         else:
             ax.text(0.5, 0.5, "no finished cell yet", ha="center", transform=ax.transAxes)
     _save(fig, path)
 
 
-def _read_losses(log: Path) -> tuple[list[int], list[float]]:
+def read_loss_log(log: Path, key: str = "loss") -> tuple[list[int], list[float]]:
+    """Epochs and per-epoch means of ``key`` from a run's ``log.jsonl`` (empty if unreadable)."""
     epochs, losses = [], []
     try:
         lines = log.read_text().splitlines()
@@ -367,9 +380,9 @@ def _read_losses(log: Path) -> tuple[list[int], list[float]]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(rec, dict) and isinstance(rec.get("loss"), (int, float)):
+        if isinstance(rec, dict) and isinstance(rec.get(key), (int, float)) and "epoch" in rec:
             epochs.append(int(rec["epoch"]))
-            losses.append(float(rec["loss"]))
+            losses.append(float(rec[key]))
     return epochs, losses
 
 
@@ -394,26 +407,36 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
     fig, axes = _figure(len(datasets), height=4.8)
     for ax, dataset in zip(axes, datasets, strict=True):
         runs = loss_curve_runs([r for r in rows if r["dataset"] == dataset])
+        pair = {r["method"] for r in runs} == set(LOSS_METHODS)
         drawn = 0
-        for r, color in zip(runs, _colors(len(runs)), strict=True):
+        for j, (r, color) in enumerate(zip(runs, _colors(len(runs)), strict=True)):
             run_dir = Path(r.get("run_dir") or "")
-            epochs, losses = _read_losses(
-                (run_dir if run_dir.is_absolute() else base / run_dir) / "log.jsonl"
-            )
+            log = (run_dir if run_dir.is_absolute() else base / run_dir) / "log.jsonl"
+            epochs, losses = read_loss_log(log)
             if epochs:
                 label = f"{r['method']} (known {_pct(r['known'])}, seed {r['seed']})"
-                ax.plot(epochs, losses, marker="o", ms=3, color=color, label=label)
+                ax.plot(
+                    epochs,
+                    losses,
+                    marker=_MARKERS[j // 10 % len(_MARKERS)],
+                    ms=3,
+                    color=color,
+                    label=label + (": total" if pair else ""),
+                )
                 drawn += 1
+            bce_epochs, bce = read_loss_log(log, "bce")
+            if pair and bce_epochs:  # the term both share: BCE on the images' own features
+                ax.plot(bce_epochs, bce, ls="--", color=color, label=f"{r['method']}: BCE term")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("total training loss (mean per epoch)")
+        ax.set_ylabel("training loss (mean per epoch)")
         title = "Training loss per epoch"
-        if {r["method"] for r in runs} == set(LOSS_METHODS):
+        if pair:
             title += ": SARB with (sarb) and without (sarb-ilrb) PLRB"
         ax.set_title(f"{title}\n{dataset}", fontsize=10)
         ax.grid(alpha=0.3)
         if drawn:
-            ax.legend(fontsize=7)
+            _legend(ax, drawn)
         else:
             ax.text(0.5, 0.5, "no training log found", ha="center", transform=ax.transAxes)
     fig.supxlabel(textwrap.fill(LOSS_NOTE, 100 * len(datasets)), fontsize=7)
