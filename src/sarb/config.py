@@ -159,6 +159,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Keys of a config file, checked against TrainConfig's fields (dashes or underscores)."""
+    return read_config_sections(path, ())[0]
+
+
+def read_config_sections(
+    path: str | Path, sections: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A config file's TrainConfig keys, and the raw values of the named extra ``sections``
+    (e.g. ``sweep:``), which are removed before the keys are checked."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -168,6 +176,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise SarbError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise SarbError(f"{path}: a config file must be a mapping of flag names to values")
+    extra = {name: raw.pop(name) for name in sections if name in raw}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     out = {}
     for key, value in raw.items():
@@ -175,7 +184,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         if name not in names:
             raise SarbError(f"{path}: unknown key {key!r}")
         out[name] = value
-    return out
+    return out, extra
 
 
 def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> TrainConfig:

@@ -57,7 +57,7 @@ from typing import Any, TextIO
 import yaml
 
 from sarb import report
-from sarb.config import TrainConfig, add_config_arguments, resolve_config
+from sarb.config import TrainConfig, add_config_arguments, read_config_sections, resolve_config
 from sarb.errors import SarbError
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -190,28 +190,13 @@ def config_path(name: str) -> Path:
 
 def read_sweep_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A config file's ``sarb train`` keys and its ``sweep:`` section, both checked."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise SarbError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise SarbError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise SarbError(f"{path}: a config file must be a mapping of flag names to values")
-    sweep = raw.pop("sweep", None) or {}
+    settings, extra = read_config_sections(path, ("sweep",))
+    sweep = extra.get("sweep") or {}
     if not isinstance(sweep, dict):
         raise SarbError(f"{path}: 'sweep' must be a mapping with keys {', '.join(SWEEP_KEYS)}")
     for key in sweep:
         if key not in SWEEP_KEYS:
             raise SarbError(f"{path}: unknown key {key!r} in 'sweep' ({', '.join(SWEEP_KEYS)})")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {}
-    for key, value in raw.items():
-        name = str(key).replace("-", "_")
-        if name not in names:
-            raise SarbError(f"{path}: unknown key {key!r}")
-        settings[name] = value
     return settings, sweep
 
 

@@ -19,7 +19,6 @@ matrix in milliseconds. Files under :data:`CACHE_MIN_BYTES` are parsed every tim
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sarb.data.dataset import LabelledImages
-from sarb.data.sources import Source, cache_root, require_images
+from sarb.data.sources import Source, cache_root, read_json, require_images
 from sarb.errors import SarbError
 
 # The 80 categories of COCO 2014/2017 in ascending category id (ids 1..90 with gaps).
@@ -110,7 +109,7 @@ def load_instances(path: str | Path, cache_dir: str | Path | None = None) -> Coc
 def parse_instances(path: str | Path) -> CocoLabels:
     """Parse a COCO instances file with the standard library (no cache); SarbError if malformed."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path, "COCO annotation file")
     if not isinstance(data, dict):
         raise SarbError(f"{path}: expected a JSON object with images, annotations, categories")
     for key in ("images", "annotations", "categories"):
@@ -215,22 +214,6 @@ def _is_int(value: Any) -> bool:
 
 def _field(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise SarbError(
-            f"{path}: invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from None
-    except UnicodeDecodeError:
-        raise SarbError(f"{path}: not UTF-8 JSON text") from None
-    except RecursionError:
-        raise SarbError(f"{path}: JSON nested too deeply") from None
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _same_classes(train: LabelledImages, test: LabelledImages) -> None:

@@ -10,6 +10,7 @@ COCO-format file), ``voc2007`` and ``vg200`` (readers in coco.py, voc.py and vg.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,3 +143,22 @@ def _vg200(cfg: Any) -> Source:
     from sarb.data.vg import vg200_source
 
     return vg200_source(cfg)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file (COCO instances, VG objects); one-line SarbError naming it if unusable."""
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SarbError(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as exc:
+        raise SarbError(
+            f"{path}: invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        ) from None
+    except UnicodeDecodeError:
+        raise SarbError(f"{path}: not UTF-8 JSON text") from None
+    except RecursionError:
+        raise SarbError(f"{path}: JSON nested too deeply") from None
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -28,7 +28,6 @@ Same inputs give byte-identical files.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import numpy as np
 
 from sarb.data.csvio import read_matrix, read_text_lines, write_matrix
 from sarb.data.dataset import LabelledImages
-from sarb.data.sources import Source, require_images
+from sarb.data.sources import Source, read_json, require_images
 from sarb.errors import SarbError
 
 NUM_CLASSES = 200
@@ -168,19 +167,7 @@ def vg200_source(cfg: Any) -> Source:
 
 def _read_objects(path: Path) -> dict[int, set[str]]:
     """image_id -> the set of normalised object names of that image."""
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise SarbError(f"{path}: Visual Genome objects file not found") from None
-    except json.JSONDecodeError as exc:
-        raise SarbError(
-            f"{path}: invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from None
-    except UnicodeDecodeError:
-        raise SarbError(f"{path}: not UTF-8 JSON text") from None
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_json(path, "Visual Genome objects file")
     if not isinstance(data, list):
         raise SarbError(f"{path}: expected a JSON list of {{'image_id', 'objects'}} entries")
     per_image: dict[int, set[str]] = {}
