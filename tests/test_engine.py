@@ -107,3 +107,39 @@ def test_train_with_amp_and_max_steps(tmp_path: Path, tiny_dataset, method: str)
     if method == "sarb":  # blending starts at epoch index 1 in the tiny settings
         assert "bce_ilrb" in log[-1] and "bce_plrb" in log[-1]
         assert 0 < log[-1]["a"] < 1 and 0 < log[-1]["b"] < 1
+
+
+def test_amp_default_is_resolved_and_recorded(tmp_path: Path, tiny_dataset) -> None:
+    """Unset --amp means bf16 on CUDA only; the run records the resolved value (CPU: off)."""
+    assert resolve_config(None).amp is None
+    out = tmp_path / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--max-steps", "1", "--device", "cpu"]) == 0
+    from sarb.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "best.pt")["config"]["amp"] is False
+    assert "amp: false" in (out / "config.yaml").read_text()
+
+
+def test_compile_traces_the_train_step_and_matches_eager(tmp_path: Path, tiny_dataset,
+                                                          monkeypatch) -> None:  # fmt: skip
+    """--compile wraps the train step in torch.compile. Inductor's C++ build takes a minute on
+    2 cores, so the test traces with the aot_eager backend (TorchDynamo + AOTAutograd, the same
+    graph capture), which must give the eager run's parameters."""
+    from sarb.checkpoint import load_checkpoint
+
+    real, calls = torch.compile, []
+
+    def compile_aot_eager(module, **kwargs):
+        calls.append(type(module).__name__)
+        return real(module, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", compile_aot_eager)
+    states = {}
+    for flag in ("--no-compile", "--compile"):
+        out = tmp_path / flag
+        args = [*tiny_train_args(tiny_dataset, out, "sarb"), flag, "--deterministic"]
+        assert main(args) == 0
+        states[flag] = load_checkpoint(out / "last.pt")["model"]
+    assert calls == ["TrainStep"]
+    for name, value in states["--no-compile"].items():
+        torch.testing.assert_close(states["--compile"][name], value, rtol=1e-4, atol=1e-5)

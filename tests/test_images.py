@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from sarb.data.dataset import load_rgb
+import sarb.data.dataset as dataset
+from sarb.data.dataset import load_rgb, read_image
 from sarb.errors import SarbError
 
 
@@ -65,3 +67,33 @@ def test_unreadable_files_raise_naming_the_file(tmp_path: Path, content: bytes) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SarbError, match="not found"):
         load_rgb(tmp_path / "nope.png")
+
+
+def _photo(path: Path, mode: str = "RGB", **kw) -> Path:
+    arr = (np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)
+    return _save(Image.fromarray(arr).convert(mode), path, quality=90, **kw)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_read_image_decodes_jpegs_without_pillow_to_the_same_pixels(tmp_path, mode, monkeypatch):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _photo(tmp_path / "p.jpg", mode, exif=exif)
+    expected = np.asarray(load_rgb(path)).transpose(2, 0, 1)  # Pillow's (3, H, W)
+    monkeypatch.setattr(dataset, "load_rgb", lambda p: pytest.fail("Pillow was used"))
+    got = read_image(path)
+    assert got.dtype == torch.uint8 and got.shape == (3, 40, 30)
+    assert np.abs(got.numpy().astype(int) - expected).max() <= 1
+
+
+def test_read_image_uses_pillow_for_other_formats_and_bad_jpegs(tmp_path: Path) -> None:
+    img = Image.new("RGBA", (2, 1), (255, 0, 0, 255))
+    img.putpixel((1, 0), (0, 0, 255, 0))
+    out = read_image(_save(img, tmp_path / "a.png"))
+    assert out[:, 0, 1].tolist() == [255, 255, 255]  # alpha composited on white, as load_rgb
+    data = _photo(tmp_path / "p.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SarbError, match="cut.jpg"):
+        read_image(tmp_path / "cut.jpg")
+    with pytest.raises(SarbError, match="not found"):
+        read_image(tmp_path / "nope.jpg")

@@ -33,7 +33,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(tmp_path, tiny_dataset, monke
     out = tmp_path / "run"
     assert main(tiny_train_args(tiny_dataset, out)) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "non-finite loss at epoch 2" in err and "last.pt" in err
+    assert "non-finite loss at epoch 2, step 8;" in err and "last.pt" in err
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good one is intact
 
 

@@ -101,3 +101,20 @@ def test_checkpoint_state_holds_prototypes_and_blend_weights() -> None:
     fmap = torch.randn(2, D_IN, 3, 3)
     model.eval(), clone.eval()
     assert torch.equal(model(fmap), clone(fmap))
+
+
+def test_plrb_follows_loaded_and_refreshed_prototypes() -> None:
+    """The 'any prototype valid' flag is cached (no device read per step), but a refresh or a
+    loaded checkpoint must be seen by the next step."""
+    targets = torch.tensor([[0, 1, -1, 0], [1, 0, 0, -1]], dtype=torch.float32)
+    fmap = torch.randn(2, D_IN, 3, 3)
+    model = _method("sarb")
+    assert "bce_plrb" not in model.loss(fmap, targets, epoch=1)[1]  # no prototypes yet
+    trained = _method("sarb")
+    trained.refresh_prototypes(_batches(torch.ones(8, C)), seed=0)
+    model.load_state_dict(trained.state_dict())
+    assert "bce_plrb" in model.loss(fmap, targets, epoch=1)[1]
+    model.load_state_dict(_method("sarb").state_dict())  # back to no valid prototype
+    assert "bce_plrb" not in model.loss(fmap, targets, epoch=1)[1]
+    model.refresh_prototypes(_batches(torch.ones(8, C)), seed=0)
+    assert "bce_plrb" in model.loss(fmap, targets, epoch=1)[1]

@@ -26,7 +26,7 @@ from PIL import Image
 
 from sarb.checkpoint import load_checkpoint
 from sarb.config import TrainConfig, load_yaml, resolve_config
-from sarb.data.dataset import LabelledImages, load_rgb
+from sarb.data.dataset import LabelledImages, read_image
 from sarb.data.embeddings import GLOVE_DIM
 from sarb.data.transforms import preprocess
 from sarb.engine import Inputs, pick_device, predict_scores
@@ -231,11 +231,11 @@ class Predictor:
             items = list(images)
             chunks = []
             for i in range(0, len(items), batch_size):
-                pil = [
-                    x if isinstance(x, Image.Image) else load_rgb(Path(x))
+                decoded = [
+                    x if isinstance(x, Image.Image) else read_image(Path(x))
                     for x in items[i : i + batch_size]
                 ]
-                chunks.append(self._scores(preprocess(pil, self.image_size)))
+                chunks.append(self._scores(preprocess(decoded, self.image_size)))
         if not chunks:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return torch.cat(chunks).numpy()
@@ -268,7 +268,7 @@ class Predictor:
         done: list[Path] = []
         skipped: list[tuple[Path, str]] = []
         chunks: list[torch.Tensor] = []
-        pending: list[tuple[Path, Image.Image]] = []
+        pending: list[tuple[Path, torch.Tensor]] = []
 
         def flush() -> None:
             if pending:
@@ -280,7 +280,7 @@ class Predictor:
 
         for p in map(Path, paths):
             try:
-                pending.append((p, load_rgb(p)))
+                pending.append((p, read_image(p)))
             except SarbError as exc:
                 skipped.append((p, str(exc)))
             except Image.DecompressionBombError as exc:

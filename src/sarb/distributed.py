@@ -59,6 +59,14 @@ def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
 
 
+def max_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of ``tensor`` over every rank (``tensor`` itself in one process)."""
+    if active():
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in one process."""
     if not active():

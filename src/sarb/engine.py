@@ -181,13 +181,18 @@ class Inputs:
             generator=generator,
             drop_last=train and len(data) > self.cfg.batch_size,
             num_workers=workers,
-            persistent_workers=workers > 0 and train,
+            persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda",
         )
 
+    @property
+    def amp(self) -> bool:
+        """bf16 autocast: ``--amp``/``--no-amp``, or by default on CUDA only."""
+        return self.cfg.amp if self.cfg.amp is not None else self.device.type == "cuda"
+
     def autocast(self) -> torch.autocast:
-        """bf16 autocast when ``--amp`` is on, a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+        """bf16 autocast when :attr:`amp` is on, a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
@@ -246,9 +251,16 @@ def predict_scores(model: MultiLabelModel, inputs: Inputs, loader: DataLoader) -
     return scores[torch.argsort(index)].numpy()
 
 
-def evaluate(model: MultiLabelModel, inputs: Inputs, data: LabelledImages, ap: str) -> dict:
-    """SPEC §7 metrics of ``model`` on ``data`` (unknown labels ignored)."""
-    scores = predict_scores(model, inputs, inputs.loader(data, train=False))
+def evaluate(
+    model: MultiLabelModel,
+    inputs: Inputs,
+    data: LabelledImages,
+    ap: str,
+    loader: DataLoader | None = None,
+) -> dict:
+    """SPEC §7 metrics of ``model`` on ``data`` (unknown labels ignored); ``loader``: the
+    evaluation loader of ``data`` when one is kept (its workers persist between epochs)."""
+    scores = predict_scores(model, inputs, loader or inputs.loader(data, train=False))
     return compute_metrics(scores, data.labels, ap=ap)
 
 
@@ -321,16 +333,27 @@ def train_one_epoch(
 ) -> tuple[int, dict[str, float]]:
     """One pass over ``loader``; returns the global step and the epoch means of the loss terms.
 
-    Loss terms are summed on the device and read once at the end of the epoch; the only host
-    syncs per step are the finiteness check of the loss and a progress-bar refresh every 10
-    steps. A non-finite loss stops training (the previous checkpoint stays the last good one),
-    or with ``--skip-nonfinite`` the step is skipped and counted (``skipped_steps``).
+    The step itself never waits for the device: loss terms are summed on the device, and the
+    first step with a non-finite loss is recorded there too. Both are read every 10 steps (with
+    the progress bar) and at the end of the epoch. A non-finite loss then stops training, before
+    any checkpoint of the damaged model is written (the previous one stays the last good one).
+    ``--skip-nonfinite`` instead checks every step before the update, which costs one host sync
+    per step, and skips and counts such steps (``skipped_steps``).
     """
     model.train()
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = {}
+    first_bad = torch.full((), -1, dtype=torch.long, device=inputs.device)  # step, -1: none
     n = skipped = 0
+
+    def check_finite() -> None:  # every rank stops together: a NaN spreads through all-reduce
+        if (bad := int(distributed.max_over_ranks(first_bad))) >= 0:
+            raise SarbError(
+                f"non-finite loss at epoch {epoch + 1}, step {bad + 1}; the last good checkpoint "
+                f"is {run_dir_for(cfg) / 'last.pt'} (--skip-nonfinite skips such steps)"
+            )
+
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)
     for x, y, index in bar:
         x = x.to(inputs.device, non_blocking=True)
@@ -341,24 +364,22 @@ def train_one_epoch(
         with inputs.autocast():
             loss, terms = step_fn(x, y, epoch)
         optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss.detach())):
-            if not cfg.skip_nonfinite:
-                raise SarbError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}; the last good "
-                    f"checkpoint is {run_dir_for(cfg) / 'last.pt'} (--skip-nonfinite skips such "
-                    "steps)"
-                )
+        finite = torch.isfinite(loss.detach())
+        if cfg.skip_nonfinite and not bool(finite):
             skipped, step = skipped + 1, step + 1
             continue
+        first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
         loss.backward()
         optimizer.step()
         for k, v in {"loss": loss.detach(), **terms}.items():
             sums[k] = sums[k] + v if k in sums else v.clone()
         n, step = n + 1, step + 1
         if step % 10 == 0:
+            check_finite()
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
+    check_finite()
     means = {k: float(v) / max(n, 1) for k, v in sums.items()}
     return step, {**means, "skipped_steps": skipped} if skipped else means
 
@@ -407,6 +428,9 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     cfg.validate()
     cfg = _absolute_paths(cfg)
     dist_info = distributed.init(cfg.device)
+    device = pick_device(cfg.device, dist_info)
+    if cfg.amp is None:  # recorded, so that eval and predict score as training did
+        cfg = dataclasses.replace(cfg, amp=device.type == "cuda")
     quiet = quiet or not dist_info.is_main
     run_dir = run_dir_for(cfg)
     if dist_info.is_main:
@@ -418,7 +442,6 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     generator = seed_everything(cfg.seed)
-    device = pick_device(cfg.device, dist_info)
     splits = load_splits(cfg)
     model = build_model(cfg, splits.train.class_names, splits.train.labels).to(device)
     if device.type == "cuda":
@@ -433,8 +456,11 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
             step_fn = TrainStep(model, inputs.cached)
         ids = [device.index] if device.type == "cuda" else None
         step_fn = DistributedDataParallel(step_fn, device_ids=ids, find_unused_parameters=True)
+    if cfg.compile:  # after DDP, so that DDP's optimizer splits the graph at bucket boundaries
+        step_fn = torch.compile(step_fn)
     train_loader = inputs.loader(splits.train, train=True, generator=generator)
     plain_train_loader = inputs.loader(splits.train, train=False)
+    val_loader = inputs.loader(splits.val, train=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
@@ -462,7 +488,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         )
         skipped_total += means.get("skipped_steps", 0)
         scheduler.step()
-        val_map = evaluate(model, inputs, splits.val, cfg.ap)["mAP"] or 0.0
+        val_map = evaluate(model, inputs, splits.val, cfg.ap, val_loader)["mAP"] or 0.0
         improved = val_map > best_map
         if improved:
             best_map, best_epoch = val_map, epoch + 1

@@ -67,7 +67,7 @@ SWEEP_KEYS = ("methods", "known", "seeds")
 GRID_FIELDS = ("method", "known", "seed", "out")
 """TrainConfig fields that the grid sets per cell."""
 FAILURES = "failures.txt"
-RUNTIME_FIELDS = ("device", "workers")
+RUNTIME_FIELDS = ("device", "workers", "compile")
 """Settings that do not change a run's result: a cell may resume or count as done without them
 matching."""
 
@@ -276,6 +276,8 @@ def config_differences(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
         return None
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
     diffs = []
+    if cfg.amp is None:  # unset: the run recorded what its device resolved it to
+        ignore.add("amp")
     for f in dataclasses.fields(cfg):
         if f.name not in ignore and saved.get(f.name, f.default) != getattr(cfg, f.name):
             diffs.append(f"{f.name} {saved.get(f.name)!r} (now {getattr(cfg, f.name)!r})")

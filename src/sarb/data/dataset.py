@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+try:  # deprecated in torchvision 0.29 for TorchCodec, whose decoder has no EXIF rotation yet
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # a torchvision without it: every image goes through Pillow
+    decode_jpeg = None
 
 from sarb.errors import SarbError
 
@@ -99,12 +106,40 @@ def load_rgb(path: Path) -> Image.Image:
         raise SarbError(f"{path}: cannot read image ({exc})") from None
 
 
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as a uint8 RGB tensor (3, H, W), the input of the v2 transforms.
+
+    JPEGs (most photo datasets) are decoded by ``torchvision.io.decode_jpeg`` straight into a
+    tensor, with the EXIF rotation applied (the same pixels as Pillow's decoder). Every other
+    file, and a JPEG libjpeg refuses, goes through :func:`load_rgb` (Pillow), which handles
+    16-bit, alpha and palette images and names the file in its error.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SarbError(f"{path}: image file not found") from None
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot read image ({exc.strerror})") from None
+    if decode_jpeg is not None and data.startswith(JPEG_MAGIC):
+        try:
+            encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            with warnings.catch_warnings():  # the deprecation notice, once per image otherwise
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        except RuntimeError:  # truncated or unusual: Pillow decodes it or says why it cannot
+            pass
+    return pil_to_tensor(load_rgb(path))
+
+
 def drop_unreadable(data: LabelledImages) -> tuple[LabelledImages, list[Path]]:
     """The images of ``data`` that decode (each is decoded once), and the paths that do not."""
     good, bad = [], []
     for i, path in enumerate(data.images):
         try:
-            load_rgb(path)
+            read_image(path)
             good.append(i)
         except SarbError:
             bad.append(path)
@@ -112,9 +147,11 @@ def drop_unreadable(data: LabelledImages) -> tuple[LabelledImages, list[Path]]:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Yields ``(image, labels, index)``: a transformed image, its (C,) float labels, its row."""
+    """Yields ``(image, labels, index)``: a transformed image, its (C,) float labels, its row.
 
-    def __init__(self, data: LabelledImages, transform: Callable[[Image.Image], torch.Tensor]):
+    ``transform`` receives the uint8 (3, H, W) tensor of :func:`read_image`."""
+
+    def __init__(self, data: LabelledImages, transform: Callable[[torch.Tensor], torch.Tensor]):
         self.data = data
         self.transform = transform
         self.labels = torch.from_numpy(data.labels.astype(np.float32))
@@ -123,4 +160,4 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.transform(load_rgb(self.data.images[i])), self.labels[i], i
+        return self.transform(read_image(self.data.images[i])), self.labels[i], i

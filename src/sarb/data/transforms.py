@@ -42,7 +42,9 @@ def _to_float_normalised() -> list[v2.Transform]:
 
 
 def train_transform(image_size: int = PAPER_SIZE) -> v2.Compose:
-    """Augmenting transform for training: PIL image in, normalised (3, S, S) float tensor out."""
+    """Augmenting transform for training: a uint8 (3, H, W) tensor (or PIL image) in, a
+    normalised (3, S, S) float tensor out. Every geometric step runs on uint8 (torchvision's
+    fast resize kernels); the conversion to float comes last."""
     resize = _scaled(PAPER_RESIZE, image_size)
     crops = tuple(_scaled(s, image_size) for s in PAPER_CROPS)
     return v2.Compose(
@@ -64,7 +66,7 @@ def test_transform(image_size: int = PAPER_SIZE) -> v2.Compose:
     )
 
 
-def preprocess(images: list[Image.Image], image_size: int) -> torch.Tensor:
-    """A batch (B, 3, S, S) from PIL images, with the test transform."""
+def preprocess(images: list[Image.Image | torch.Tensor], image_size: int) -> torch.Tensor:
+    """A batch (B, 3, S, S) from PIL images or uint8 (3, H, W) tensors, with the test transform."""
     tf = test_transform(image_size)
-    return torch.stack([tf(img.convert("RGB")) for img in images])
+    return torch.stack([tf(img if torch.is_tensor(img) else img.convert("RGB")) for img in images])
