@@ -76,3 +76,24 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, tiny_dataset) -> None:
         abs(metrics["mAP"] - json.loads((tmp_path / "one" / "metrics.json").read_text())["mAP"])
         < 1e-3
     )
+
+
+def test_ddp_broadcasts_only_batch_norm_statistics(tmp_path: Path) -> None:
+    """Prototypes, pseudo-labels and constant buffers are identical on every rank by
+    construction; re-broadcasting them each step would copy e.g. COCO's (82k, 80) matrix."""
+    from sarb.engine import TrainStep, wrap_ddp
+    from sarb.models.backbones import create_backbone
+    from sarb.models.multilabel import MultiLabelModel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        model = MultiLabelModel(create_backbone("cnn3", "random", "all"), _method("sarb"))
+        ddp = wrap_ddp(TrainStep(model, cached=False), torch.device("cpu"))
+        ignored = ddp.parameters_to_ignore
+        assert {"model.head.prototypes", "model.head.prototype_valid",
+                "model.head.adjacency"} <= ignored  # fmt: skip
+        assert not any("running_mean" in n or "running_var" in n for n in ignored)
+        assert any("running_mean" in n for n, _ in ddp.module.named_buffers())
+    finally:
+        dist.destroy_process_group()

@@ -342,3 +342,10 @@ def test_unfinished_cells_are_marked(tmp_path: Path) -> None:
     assert table["a"]["90%"].endswith("*")  # one seed of two
     assert table["b"]["90%"] == "-" and table["b"]["Avg."].endswith("†")  # no 90% run
     assert "*: fewer seeds" in text and "†: the average over fewer proportions" in text
+
+
+def test_sweep_help_offers_seeds_not_seed(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    assert "--seeds" in out and "--seed " not in out and "--seed\n" not in out

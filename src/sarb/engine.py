@@ -320,6 +320,29 @@ class TrainStep(torch.nn.Module):
         return self.model.head.loss(fmap, targets, epoch)
 
 
+BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d,
+               torch.nn.SyncBatchNorm)  # fmt: skip
+
+
+def wrap_ddp(step_fn: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``step_fn`` under DistributedDataParallel, broadcasting only batch-norm statistics.
+
+    DDP re-broadcasts every buffer from rank 0 before each forward. Apart from batch-norm
+    running statistics, this project's buffers are constant (class embeddings, adjacency) or
+    recomputed identically on every rank from all-gathered data (SARB's prototypes, the
+    curriculum's (N, C) pseudo-labels), so they are excluded: no per-step copy of them.
+    """
+    ignored = [
+        f"{owner}.{name}" if owner else name
+        for owner, module in step_fn.named_modules()
+        if not isinstance(module, BATCH_NORMS)
+        for name, _ in module.named_buffers(recurse=False)
+    ]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step_fn, ignored)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(step_fn, device_ids=ids, find_unused_parameters=True)
+
+
 def train_one_epoch(
     model: MultiLabelModel,
     step_fn: torch.nn.Module,
@@ -454,8 +477,7 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
         if cfg.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             step_fn = TrainStep(model, inputs.cached)
-        ids = [device.index] if device.type == "cuda" else None
-        step_fn = DistributedDataParallel(step_fn, device_ids=ids, find_unused_parameters=True)
+        step_fn = wrap_ddp(step_fn, device)
     if cfg.compile:  # after DDP, so that DDP's optimizer splits the graph at bucket boundaries
         step_fn = torch.compile(step_fn)
     train_loader = inputs.loader(splits.train, train=True, generator=generator)

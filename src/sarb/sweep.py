@@ -221,6 +221,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated known-label proportions (default: the paper's 0.1,0.2,...,0.9)",
     )
     parser.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # rejected: use --seeds
     parser.add_argument(
         "--out",
         required=True,
