@@ -12,6 +12,9 @@ Two variants (SPEC §4), both ``forward(fmap (B, D, H, W), embeddings) -> (B, C,
 Both pool the feature map with an attention tensor of shape (B, C, H*W) through a single
 ``einsum('bcl,bdl->bcd')``; no (B, H*W, C, D) tensor is ever built (the naive formulation kept in
 :func:`naive_semantic_decoupling` does, and exists only so that benchmarks and tests can compare).
+SD's (B, C, H*W, K) tanh tensor is never held whole either: :func:`tanh_attention_logits` computes
+it a chunk of classes at a time and recomputes it in backward, so SD's forward + backward hold
+at most two chunks of ``chunk_elements`` elements beyond their inputs and outputs.
 
 :class:`Neck` is the channel reduction between the backbone and CSRL used by the SARB reference
 (Pu et al., AAAI 2022): 2x2 average pooling then a 1x1 convolution + BatchNorm.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 
 class Neck(nn.Module):
@@ -51,6 +55,69 @@ def _pool(attention: Tensor, features: Tensor) -> Tensor:
     return torch.einsum("bcl,bld->bcd", attention, features)
 
 
+#: Elements of one class chunk (B, c, L, K) of SD's tanh tensor: 2^22 (16 MB in fp32). Forward
+#: holds one such chunk and backward two, whatever the number of classes. On a CPU, chunks of
+#: 2^20 to 2^22 elements run faster than the whole tensor (they stay nearer the caches); on a GPU
+#: each elementwise kernel still covers millions of elements.
+CHUNK_ELEMENTS = 2**22
+
+
+class _TanhAttentionLogits(torch.autograd.Function):
+    """logits[b, c, l] = sum_k v[k] tanh(p[b, l, k] q[c, k]), by chunks of classes.
+
+    Saves only p, q, v: backward recomputes each chunk's tanh. Computes in the promoted dtype of
+    the inputs with autocast off, so forward and backward agree under autocast; accumulates the
+    gradients in at least float32 and returns each in its input's dtype.
+    """
+
+    @staticmethod
+    def forward(p: Tensor, q: Tensor, v: Tensor, chunk: int) -> Tensor:
+        dtype = torch.promote_types(torch.promote_types(p.dtype, q.dtype), v.dtype)
+        p, q, v = p.to(dtype), q.to(dtype), v.to(dtype)
+        out = p.new_empty(p.shape[0], q.shape[0], p.shape[1])  # (B, C, L)
+        with torch.autocast(p.device.type, enabled=False):
+            for c0 in range(0, q.shape[0], chunk):
+                h = torch.mul(p[:, None], q[c0 : c0 + chunk, None]).tanh_()  # (B, c, L, K)
+                out[:, c0 : c0 + chunk] = h @ v  # (B, c, L)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.chunk = inputs[3]
+        ctx.save_for_backward(*inputs[:3])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        p_in, q_in, v_in = ctx.saved_tensors
+        dtype = grad.dtype  # the forward's compute dtype
+        acc = torch.promote_types(dtype, torch.float32)
+        p, q, v = p_in.to(dtype), q_in.to(dtype), v_in.to(dtype)
+        k, chunk = p.shape[-1], ctx.chunk
+        grad_p = torch.zeros_like(p, dtype=acc)  # (B, L, K), times v at the end
+        grad_q = torch.empty_like(q, dtype=acc)  # (C, K), times v at the end
+        grad_v = torch.zeros_like(v, dtype=acc)  # (K,)
+        with torch.autocast(p.device.type, enabled=False):
+            for c0 in range(0, q.shape[0], chunk):
+                qc, gc = q[c0 : c0 + chunk, None], grad[:, c0 : c0 + chunk]  # (c, 1, K), (B, c, L)
+                h = torch.mul(p[:, None], qc).tanh_()  # (B, c, L, K)
+                grad_v += gc.reshape(-1) @ h.view(-1, k)
+                dz = h.square_().sub_(1).mul_(-gc[..., None])  # g (1 - h²) = dlogits/d(pq) / v
+                grad_q[c0 : c0 + chunk] = (dz * p[:, None]).sum((0, 2))  # (c, K)
+                grad_p += dz.mul_(qc).sum(1)
+        return (grad_p * v).to(p_in.dtype), (grad_q * v).to(q_in.dtype), grad_v.to(v_in.dtype), None
+
+
+def tanh_attention_logits(
+    p: Tensor, q: Tensor, v: Tensor, chunk_elements: int = CHUNK_ELEMENTS
+) -> Tensor:
+    """``einsum('bclk,k->bcl', tanh(p[:, None] * q[None, :, None]), v)`` without the (B, C, L, K)
+    tensor: p (B, L, K), q (C, K), v (K,) -> (B, C, L), computed and differentiated by chunks of
+    classes of at most ``chunk_elements`` elements (at least one class per chunk)."""
+    b, n, k = p.shape
+    return _TanhAttentionLogits.apply(p, q, v, max(1, chunk_elements // (b * n * k)))
+
+
 class SemanticDecoupling(nn.Module):
     """SD of SSGRL (Chen et al., ICCV 2019): class-embedding-guided attention pooling.
 
@@ -63,15 +130,24 @@ class SemanticDecoupling(nn.Module):
 
     W3 and W4 are kept as two ``nn.Linear`` (the paper's parameterisation, so checkpoints have
     the same tensors) but, being linear with nothing in between, they are applied as the single
-    vector ``W4 @ W3`` (K,) to the (B, C, L, K) tensor: mathematically identical and it avoids a
-    second (B, C, L, K) tensor. Their biases only add a constant per class, which the softmax
-    over locations cancels; it is still added so that the logits equal the unfolded ones.
-    The (B, C, L, K) tanh tensor is inherent to the method; (B, L, C, D) never exists.
+    vector ``W4 @ W3`` (K,): mathematically identical. Their biases only add a constant per
+    class, which the softmax over locations cancels; it is still added so that the logits equal
+    the unfolded ones. The (B, C, L, K) tanh tensor is computed by :func:`tanh_attention_logits`
+    in chunks of classes of at most ``chunk_elements`` elements and recomputed in backward, so
+    forward + backward hold a few chunks instead of three (B, C, L, K) tensors; (B, L, C, D)
+    never exists.
     """
 
-    def __init__(self, feat_dim: int, embed_dim: int, hidden_dim: int = 512):
+    def __init__(
+        self,
+        feat_dim: int,
+        embed_dim: int,
+        hidden_dim: int = 512,
+        chunk_elements: int = CHUNK_ELEMENTS,
+    ):
         super().__init__()
         self.feat_dim, self.embed_dim, self.hidden_dim = feat_dim, embed_dim, hidden_dim
+        self.chunk_elements = chunk_elements
         self.w1 = nn.Linear(feat_dim, hidden_dim, bias=False)
         self.w2 = nn.Linear(embed_dim, hidden_dim, bias=False)
         self.w3 = nn.Linear(hidden_dim, hidden_dim)
@@ -85,12 +161,9 @@ class SemanticDecoupling(nn.Module):
             )
         p = self.w1(features)  # (B, L, K)
         q = self.w2(embeddings)  # (C, K)
-        # tanh in place on the fresh product: only one (B, C, L, K) tensor is alive (mul's
-        # backward needs p and q, not its output, so this is autograd-safe)
-        h = (p.unsqueeze(1) * q[None, :, None, :]).tanh_()  # (B, C, L, K)
         v = (self.w4.weight @ self.w3.weight).squeeze(0)  # (K,)  == W4 W3
         const = self.w4.weight @ self.w3.bias + self.w4.bias  # (1,)  == W4 b3 + b4
-        return torch.einsum("bclk,k->bcl", h, v) + const  # (B, C, L)
+        return tanh_attention_logits(p, q, v, self.chunk_elements) + const  # (B, C, L)
 
     def attention(self, fmap: Tensor, embeddings: Tensor) -> Tensor:
         """Attention weights (B, C, H*W), summing to 1 over the locations of each class."""
