@@ -10,8 +10,8 @@ that it means something on a noisy machine; the absolute times are reported besi
   against our batched K-means, for one prototype refresh.
 - ``metrics_vs_sklearn``: ``sklearn.metrics.average_precision_score`` per class against our mAP,
   on a COCO-sized 40,504 x 80 score matrix.
-- ``input_vs_pil``: images/s of our train transform against a plain PIL + torchvision (v1)
-  pipeline, one process, the same JPEG files.
+- ``input_vs_pil``: images/s of our decoding + train transform against a plain PIL +
+  torchvision (v1) pipeline, one thread (as in a loader worker), the same photo-like JPEGs.
 - ``train_vs_backbone`` (CUDA only): images/s of the full SARB step (ResNet-101, 448, batch 16,
   bf16) / images/s of the backbone's own forward + backward on the same batch.
 """
@@ -252,17 +252,21 @@ def bench_input(quick: bool) -> dict[str, float]:
     from PIL import Image
     from torchvision import transforms as v1
 
-    from sarb.data.dataset import load_rgb
+    from sarb.data.dataset import read_image
     from sarb.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
     n, size = (24, 224) if quick else (96, 448)
     rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker: images/s per worker
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        for i in range(n):
-            arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8)
+        for i in range(n):  # photo-like 640x480: smooth colour fields, edges and mild noise
+            coarse = Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8))
+            arr = np.asarray(coarse.resize((640, 480), Image.BICUBIC), dtype=np.float64)
+            arr = arr + rng.normal(0, 8, arr.shape)
             paths.append(Path(tmp) / f"{i}.jpg")
-            Image.fromarray(arr).save(paths[-1], quality=90)
+            Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(paths[-1], quality=90)
         ours_tf = train_transform(size)
         scale = size / 448
         plain_tf = v1.Compose([
@@ -274,15 +278,16 @@ def bench_input(quick: bool) -> dict[str, float]:
 
         def ours() -> None:
             for p in paths:
-                ours_tf(load_rgb(p))
+                ours_tf(read_image(p))
 
         def plain() -> None:
             for p in paths:
                 with Image.open(p) as img:
                     plain_tf(img.convert("RGB"))
 
-        ours_s = timed(ours, torch.device("cpu"), repeat=2)
-        plain_s = timed(plain, torch.device("cpu"), repeat=2)
+        ours_s = timed(ours, torch.device("cpu"), repeat=3)
+        plain_s = timed(plain, torch.device("cpu"), repeat=3)
+    torch.set_num_threads(threads)
     return {
         "input_ours_img_per_s": n / ours_s,
         "input_pil_img_per_s": n / plain_s,
