@@ -303,8 +303,9 @@ KEYS = (
 
 def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
     """Every measurement; ratios first, absolute times beside them."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))  # fmt: skip
+    from sarb.engine import pick_device
+
+    dev = pick_device(device)
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "torch": torch.__version__,

@@ -91,9 +91,17 @@ def pick_device(name: str, dist_info: distributed.DistInfo | None = None) -> tor
         return torch.device("cuda", dist_info.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SarbError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SarbError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SarbError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise SarbError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def seed_everything(seed: int) -> torch.Generator:
