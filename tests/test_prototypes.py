@@ -136,3 +136,68 @@ def test_class_prototypes_seeded():
     b = class_prototypes(features, labels, k=5, seed=3)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert a[1].all()
+
+
+def _plain_lloyd(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Textbook Lloyd on one group from the given centres until no assignment changes (an empty
+    cluster keeps its centre). Returns (centres, number of centre updates)."""
+    assign, updates = None, 0
+    while True:
+        new = ((centres * centres).sum(1)[:, None] - 2 * centres @ x.T).argmin(0)  # (N,)
+        if assign is not None and torch.equal(new, assign):
+            return centres, updates
+        assign, updates = new, updates + 1
+        for j in range(centres.shape[0]):
+            if (assign == j).any():
+                centres[j] = x[assign == j].mean(0)
+
+
+def test_kmeans_groups_leaving_the_batch_end_where_plain_lloyd_ends():
+    """Groups converge after different numbers of iterations and leave the batch; with tol=0
+    each ends exactly where plain Lloyd from the same k-means++ centres (iters=0) ends."""
+    gen = torch.Generator().manual_seed(3)
+    g, n, k = 6, 300, 5
+    pts = torch.rand(g, n, 2, generator=gen, dtype=torch.float64)
+    pts[:3] = 0.02 * pts[:3] + torch.randint(0, k, (3, n, 1), generator=gen)  # easy: 5 clumps
+    counts = torch.tensor([300, 200, 300, 250, 300, 4])  # the last group keeps its 4 points
+    init, _ = batched_kmeans(pts, counts, k, iters=0, generator=torch.Generator().manual_seed(0))
+    got, valid = batched_kmeans(
+        pts, counts, k, iters=1000, tol=0.0, generator=torch.Generator().manual_seed(0)
+    )
+    updates = set()
+    for i in range(g - 1):
+        ref, n_updates = _plain_lloyd(pts[i, : counts[i]], init[i].clone())
+        torch.testing.assert_close(got[i], ref)
+        updates.add(n_updates)
+    assert len(updates) > 2  # the groups did stop at different iterations
+    assert valid[-1].tolist() == [True] * 4 + [False] and torch.equal(got[-1, :4], pts[-1, :4])
+
+
+def test_kmeans_tolerance_stop_reaches_sklearn_inertia():
+    """scikit-learn's stop rule (centre shift <= tol x mean feature variance) ends slowly
+    converging groups early: within 2% of the inertia of running until no label changes, and
+    within 5% of scikit-learn's per-group KMeans (same rule, n_init=1)."""
+    g, n, k = 6, 1000, 8
+    pts = torch.rand(g, n, 2, generator=torch.Generator().manual_seed(4))  # uniform: slow Lloyd
+    counts = torch.full((g,), n)
+
+    def inertia(centres: torch.Tensor) -> float:
+        return float(torch.cdist(pts.double(), centres.double()).min(-1).values.square().sum())
+
+    def ours(**kw) -> float:
+        gen = torch.Generator().manual_seed(0)
+        return inertia(batched_kmeans(pts, counts, k, iters=1000, generator=gen, **kw)[0])
+
+    tol_stop, converged = ours(), ours(tol=0.0)
+    ref = sum(KMeans(k, n_init=1, random_state=0).fit(p.double().numpy()).inertia_ for p in pts)
+    assert converged < tol_stop <= 1.02 * converged  # the tolerance did stop some group early
+    assert tol_stop <= 1.05 * ref
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kmeans_half_precision_points_are_clustered_in_float32(dtype):
+    padded, counts, _, k = _grouped_problem()
+    half = padded.clamp(max=1e4).to(dtype)  # padding: still far, but finite in float16
+    got, valid = batched_kmeans(half, counts, k, generator=torch.Generator().manual_seed(0))
+    ref, _ = batched_kmeans(half.float(), counts, k, generator=torch.Generator().manual_seed(0))
+    assert got.dtype == dtype and valid.all() and torch.equal(got, ref.to(dtype))

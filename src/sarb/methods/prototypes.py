@@ -13,12 +13,19 @@ import torch
 from torch import Tensor
 
 
-def _sq_dists(x: Tensor, sq_x: Tensor, centres: Tensor) -> Tensor:
-    """Squared distances ||a||^2 - 2ab + ||b||^2: x (G, N, D), sq_x (G, N), centres (G, M, D)
-    -> (G, N, M), clamped at 0 (the expansion can round slightly below)."""
-    sq_c = (centres * centres).sum(dim=-1)  # (G, M)
-    d = torch.baddbmm(sq_x[:, :, None] + sq_c[:, None, :], x, centres.transpose(1, 2), alpha=-2.0)
-    return d.clamp_(min=0.0)
+def _rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[g, idx[g]]`` for every group: x (G, N, D) contiguous, idx (G, L) -> (G, L, D)."""
+    g, n, d = x.shape
+    flat = (idx + torch.arange(g, device=x.device)[:, None] * n).view(-1)  # (G*L,)
+    return x.view(g * n, d).index_select(0, flat).view(g, idx.shape[1], d)
+
+
+def _point_dists(x: Tensor, sq_x: Tensor, idx: Tensor) -> Tensor:
+    """Squared distances from every point to the points ``idx`` of its group: x (G, N, D),
+    sq_x (G, N) = ||x||^2, idx (G, L) -> (G, N, L) as ||a||^2 - 2ab + ||b||^2, clamped at 0
+    (the expansion can round slightly below, and these are sampling weights)."""
+    sq = sq_x[:, :, None] + sq_x.gather(1, idx)[:, None, :]  # (G, N, L)
+    return sq.baddbmm_(x, _rows(x, idx).mT, alpha=-2.0).clamp_(min=0.0)
 
 
 def batched_kmeans(
@@ -27,23 +34,28 @@ def batched_kmeans(
     k: int,
     iters: int = 30,
     generator: torch.Generator | None = None,
+    tol: float = 1e-4,
 ) -> tuple[Tensor, Tensor]:
     """K-means with k centres for G groups at once (the per-class prototypes of SPEC §5).
 
     Group g uses its first ``counts[g]`` points, ``points[g, :counts[g]]``; the rest is padding.
     Initialisation: greedy k-means++ (Arthur & Vassilvitskii 2007: each new centre is the best,
     by potential ``sum_n min_j ||x_n - c_j||^2``, of ``2 + floor(ln k)`` candidates drawn with
-    probability proportional to ``D(x)^2``). Then Lloyd iterations: assign each point to its
-    nearest centre, move each centre to the mean of its points; an empty cluster keeps its
-    previous centre; stop early when no assignment changes (or after ``iters`` iterations).
+    probability proportional to ``D(x)^2``). Then Lloyd iterations: move each centre to the mean
+    of its points (an empty cluster keeps its previous centre), reassign each point to its
+    nearest centre. A group stops, as in scikit-learn, when no assignment changes or when its
+    centres moved by at most ``tol`` times its mean per-feature variance (sum of squared
+    shifts); stopped groups leave the batch, and at most ``iters`` iterations run.
 
     A group with ``counts[g] <= k`` points gets exactly those points as centres (in their order)
     and the remaining ``k - counts[g]`` slots are invalid (zeros); a group without points is all
     invalid (the reference K-means crashes on classes with fewer than K points, SPEC §9).
 
-    points: (G, N, D) float; counts: (G,) long in [0, N]; ``generator`` on the points' device
-    (None: the global RNG). Returns (centres (G, k, D) in the points' dtype, valid (G, k) bool).
-    No Python loop over groups; the number of random draws does not depend on the data.
+    points: (G, N, D) float (float16/bfloat16 are clustered in float32); counts: (G,) long in
+    [0, N]; ``generator`` on the points' device (None: the global RNG). Returns (centres (G, k, D)
+    in the points' dtype, valid (G, k) bool). No Python loop over groups; the number of random
+    draws does not depend on the data; one host sync per Lloyd iteration (two when the batch
+    shrinks).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -57,46 +69,61 @@ def batched_kmeans(
     x = points if points.dtype in (torch.float32, torch.float64) else points.float()
     if n < k:  # pad so that a small group's points can serve as its k centre slots
         x = torch.cat([x, x.new_zeros(g, k - n, d)], dim=1)
+    x = x.contiguous()
     n_pad = x.shape[1]
-    rows = torch.arange(g, device=device)  # (G,)
     is_point = torch.arange(n_pad, device=device)[None, :] < counts[:, None]  # (G, N')
-    point_w = is_point.to(x.dtype)  # (G, N')
     # multinomial rejects all-zero rows: an empty group draws from a dummy uniform row.
-    uniform_w = torch.where((counts > 0)[:, None], point_w, 1.0)  # (G, N')
-    sq_x = (x * x).sum(dim=-1)  # (G, N')
+    uniform_w = (is_point | (counts == 0)[:, None]).to(x.dtype)  # (G, N')
+    sq_x = torch.linalg.vector_norm(x, dim=-1).square_()  # (G, N')
 
-    # --- greedy k-means++ initialisation -------------------------------------------------
-    centres = x.new_zeros(g, k, d)  # (G, k, D)
-    first = torch.multinomial(uniform_w, 1, generator=generator).squeeze(1)  # (G,)
-    centres[:, 0] = x[rows, first]
-    closest = _sq_dists(x, sq_x, centres[:, :1]).squeeze(2)  # (G, N') D(x)^2 to the chosen set
+    # --- greedy k-means++ initialisation; also yields the first assignment ----------------
+    chosen = torch.multinomial(uniform_w, 1, generator=generator)  # (G, j) chosen point indices
+    closest = torch.where(is_point, _point_dists(x, sq_x, chosen)[:, :, 0], 0.0)  # (G, N') D^2
+    assign = torch.zeros(g, n_pad, dtype=torch.long, device=device)  # (G, N') nearest centre
     trials = 2 + int(math.log(k))
     for j in range(1, k):
-        w = closest * point_w  # (G, N')
         # all remaining points coincide with chosen centres (or no points): draw uniformly
-        w = torch.where(w.sum(dim=1, keepdim=True) > 0, w, uniform_w)
+        w = torch.where(closest.sum(dim=1, keepdim=True) > 0, closest, uniform_w)  # (G, N')
         cand = torch.multinomial(w, trials, replacement=True, generator=generator)  # (G, L)
-        cand_x = x[rows[:, None], cand]  # (G, L, D)
-        cand_closest = torch.minimum(closest[:, :, None], _sq_dists(x, sq_x, cand_x))  # (G,N',L)
-        potential = (cand_closest * point_w[:, :, None]).sum(dim=1)  # (G, L)
-        best = potential.argmin(dim=1)  # (G,)
-        centres[:, j] = cand_x[rows, best]
-        closest = cand_closest[rows, :, best]  # (G, N')
+        dist = _point_dists(x, sq_x, cand)  # (G, N', L)
+        best = torch.minimum(closest[:, :, None], dist).sum(dim=1).argmin(dim=1)  # (G,)
+        dist = dist.gather(2, best[:, None, None].expand(g, n_pad, 1)).squeeze(2)  # (G, N')
+        assign = torch.where(dist < closest, j, assign)
+        closest = torch.minimum(closest, dist)
+        chosen = torch.cat([chosen, cand.gather(1, best[:, None])], dim=1)
+    centres = _rows(x, chosen)  # (G, k, D)
 
-    # --- Lloyd iterations ----------------------------------------------------------------
+    # --- Lloyd iterations on the groups still moving ------------------------------------
     slots = torch.arange(k, device=device)  # (k,)
-    assign = None
-    for _ in range(iters):
-        new_assign = _sq_dists(x, sq_x, centres).argmin(dim=2)  # (G, N')
-        new_assign = torch.where(is_point, new_assign, -1)  # padding belongs to no cluster
-        if assign is not None and torch.equal(new_assign, assign):
+    sq_mean = torch.where(is_point, sq_x, 0.0).sum(dim=1) / counts.clamp(min=1)  # (G,)
+    var = torch.zeros_like(sq_mean)  # (G,) total variance, set by the first iteration
+    assign = torch.where(is_point, assign, k)  # (G, N'); padding: k, in no cluster
+    rows, xa = torch.arange(g, device=device), x  # (A,) the groups in the batch, their points
+    live = counts > k  # (A,) still moving; groups with at most k points keep their points
+    for it in range(iters):
+        n_live = int(live.sum())  # host sync
+        if n_live == 0:
             break
+        if 2 * n_live <= len(rows):  # drop the stopped groups: copies n_live groups' points
+            keep = live.nonzero().squeeze(1)
+            rows, xa, assign, live = rows[keep], xa.index_select(0, keep), assign[keep], live[keep]
+        # one-hot bmm rather than index_add_: deterministic on CUDA (no atomics)
+        member = (assign[:, None, :] == slots[:, None]).to(x.dtype)  # (A, k, N')
+        sizes = member.sum(dim=2, keepdim=True)  # (A, k, 1)
+        sums = torch.bmm(member, xa)  # (A, k, D)
+        if it == 0:  # every point is in one cluster: the sums add up to its group's sum
+            cnt = counts[rows].clamp(min=1)[:, None]  # (A, 1)
+            var[rows] = sq_mean[rows] - (sums.sum(dim=1) / cnt).square().sum(dim=1)
+        old = centres[rows]  # (A, k, D)
+        new = torch.where((sizes > 0) & live[:, None, None], sums / sizes.clamp(min=1.0), old)
+        centres[rows] = new  # empty clusters and stopped groups keep their centres
+        scores = torch.baddbmm(new.square().sum(-1)[:, :, None], new, xa.mT, alpha=-2.0)
+        # min().indices: argmin's first-index ties, several times faster over dim 1 on CPU
+        new_assign = torch.where(is_point[rows], scores.min(dim=1).indices, k)  # (A, N')
+        # scikit-learn's stop: no assignment changed, or shift <= tol x mean feature variance
+        moved = (new - old).square().sum(dim=(1, 2)) > tol / d * var[rows]  # (A,)
+        live &= moved & (new_assign != assign).any(dim=1)
         assign = new_assign
-        member = (assign[:, :, None] == slots).to(x.dtype)  # (G, N', k)
-        sums = torch.bmm(member.transpose(1, 2), x)  # (G, k, D)
-        sizes = member.sum(dim=1)  # (G, k)
-        means = sums / sizes.clamp(min=1.0)[:, :, None]  # (G, k, D)
-        centres = torch.where((sizes > 0)[:, :, None], means, centres)  # empty: keep previous
 
     # --- groups with at most k points: the points themselves ----------------------------
     small = counts <= k  # (G,)
