@@ -143,3 +143,30 @@ def test_compile_traces_the_train_step_and_matches_eager(tmp_path: Path, tiny_da
     assert calls == ["TrainStep"]
     for name, value in states["--no-compile"].items():
         torch.testing.assert_close(states["--compile"][name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_jpeg_manifest_trains_the_same_with_loader_workers(tmp_path: Path, tiny_dataset) -> None:
+    """JPEGs go through decode_jpeg inside persistent loader workers (train, val and test
+    loaders); without augmentation the run must equal the in-process one."""
+    from PIL import Image
+
+    manifests = {}
+    for split in ("train", "test"):
+        rows = tiny_dataset[split].read_text().splitlines()
+        out = [rows[0]]
+        for row in rows[1:]:
+            rel, labels = row.split(",", 1)
+            jpg = tmp_path / Path(rel).with_suffix(".jpg").name
+            Image.open(tiny_dataset[split].parent / rel).save(jpg, quality=95)
+            out.append(f"{jpg.name},{labels}")
+        manifests[split] = tmp_path / f"{split}.csv"
+        manifests[split].write_text("\n".join(out) + "\n")
+    results = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        args = tiny_train_args(manifests, out, "ssgrl")
+        args[args.index("--workers") + 1] = workers
+        assert main([*args, "--no-augment", "--deterministic"]) == 0
+        results[workers] = json.loads((out / "metrics.json").read_text())
+    assert results["2"]["ap_per_class"] == results["0"]["ap_per_class"]
+    assert results["2"]["val_mAP"] == results["0"]["val_mAP"]
