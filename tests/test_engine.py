@@ -170,3 +170,12 @@ def test_jpeg_manifest_trains_the_same_with_loader_workers(tmp_path: Path, tiny_
         results[workers] = json.loads((out / "metrics.json").read_text())
     assert results["2"]["ap_per_class"] == results["0"]["ap_per_class"]
     assert results["2"]["val_mAP"] == results["0"]["val_mAP"]
+
+
+def test_packaged_config_names_work_for_train(tmp_path: Path, monkeypatch) -> None:
+    """`--config demo` finds the packaged file from any folder; a wrong name lists them."""
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_config(_parse(["--config", "demo", "--epochs", "3"]))
+    assert cfg.backbone == "efficientnet_lite0_s16" and cfg.epochs == 3
+    with pytest.raises(SarbError, match="packaged configs: .*demo.*quick"):
+        resolve_config(_parse(["--config", "nope"]))

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from sarb import __version__
@@ -29,6 +28,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=True)
     else:
         cfg = resolve_config(args)
+        if cfg.dataset == "demo" and not args.config and os.environ.get("RANK", "0") == "0":
+            print(
+                f"sarb: note: the demo with the paper's model ({cfg.backbone} at "
+                f"{cfg.image_size} px) is slow on a CPU; `--config demo` has the demo's settings",
+                file=sys.stderr,
+            )
         result = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
         print(format_table({cfg.method: result}))
@@ -41,7 +46,9 @@ DEMO_METHODS = ("ssgrl", "sarb")
 
 def demo_config_path() -> Path:
     """The packaged demo settings (``configs/demo.yaml`` in the repository)."""
-    return Path(str(resources.files("sarb") / "configs" / "demo.yaml"))
+    from sarb.config import config_path
+
+    return config_path("demo")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

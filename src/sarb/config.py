@@ -10,6 +10,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,11 @@ def _base_type(tp: Any) -> type:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, defaulting to None so that given flags can be told apart."""
     hints = typing.get_type_hints(TrainConfig)
-    parser.add_argument("--config", help="YAML file whose keys mirror these flags")
+    parser.add_argument(
+        "--config",
+        help="YAML file whose keys mirror these flags, or a packaged config: demo, quick, paper, "
+        "paper_coco, paper_voc, paper_vg200",
+    )
     for f in dataclasses.fields(TrainConfig):
         tp = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']} ({f.default})"}
@@ -156,6 +161,21 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
         parser.add_argument(f"--{_flag(f.name)}", **kwargs)
+
+
+def config_path(name: str) -> Path:
+    """A config file path, or the name of a packaged config (``quick`` or ``quick.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = resources.files("sarb") / "configs"
+    for candidate in (name, f"{name}.yaml"):
+        if "/" not in candidate and (packaged / candidate).is_file():
+            return Path(str(packaged / candidate))
+    names = sorted(
+        p.name.removesuffix(".yaml") for p in packaged.iterdir() if p.name.endswith(".yaml")
+    )
+    raise SarbError(f"{name}: config file not found (packaged configs: {', '.join(names)})")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -192,7 +212,7 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
     """Defaults, then ``args.config`` (YAML), then the flags given, then ``overrides``."""
     values: dict[str, Any] = {}
     if args is not None and getattr(args, "config", None):
-        values.update(load_yaml(args.config))
+        values.update(load_yaml(config_path(args.config)))
     if args is not None:
         for f in dataclasses.fields(TrainConfig):
             if getattr(args, f.name, None) is not None:

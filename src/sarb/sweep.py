@@ -50,14 +50,19 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
 from sarb import report
-from sarb.config import TrainConfig, add_config_arguments, read_config_sections, resolve_config
+from sarb.config import (
+    TrainConfig,
+    add_config_arguments,
+    config_path,
+    read_config_sections,
+    resolve_config,
+)
 from sarb.errors import SarbError
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -171,21 +176,6 @@ def parse_seeds(value: int | str) -> list[int]:
     if n < 1:
         raise SarbError(f"--seeds must be >= 1, got {n}")
     return list(range(n))
-
-
-def config_path(name: str) -> Path:
-    """A config file path, or the name of a packaged config (``quick`` or ``quick.yaml``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    packaged = resources.files("sarb") / "configs"
-    for candidate in (name, f"{name}.yaml"):
-        if "/" not in candidate and (packaged / candidate).is_file():
-            return Path(str(packaged / candidate))
-    names = sorted(
-        p.name.removesuffix(".yaml") for p in packaged.iterdir() if p.name.endswith(".yaml")
-    )
-    raise SarbError(f"{name}: config file not found (packaged configs: {', '.join(names)})")
 
 
 def read_sweep_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
