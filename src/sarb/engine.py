@@ -396,7 +396,8 @@ def train_one_epoch(
             loss, terms = step_fn(x, y, epoch)
         optimizer.zero_grad(set_to_none=True)
         finite = torch.isfinite(loss.detach())
-        if cfg.skip_nonfinite and not bool(finite):
+        # every rank skips together (a rank that stepped alone would wait in all-reduce)
+        if cfg.skip_nonfinite and bool(distributed.max_over_ranks((~finite).int())):
             skipped, step = skipped + 1, step + 1
             continue
         first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
