@@ -153,7 +153,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for f in dataclasses.fields(TrainConfig):
         tp = _base_type(hints[f.name])
-        kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']} ({f.default})"}
+        default = "" if f.default is None else f" ({f.default})"
+        kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']}{default}"}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
