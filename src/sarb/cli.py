@@ -15,7 +15,7 @@ from sarb.errors import SarbError
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from sarb.config import resolve_config
-    from sarb.engine import run_dir_for, train
+    from sarb.engine import pick_device, run_dir_for, train
     from sarb.metrics import format_table
 
     if args.resume:
@@ -28,6 +28,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=True)
     else:
         cfg = resolve_config(args)
+        pick_device(cfg.device)  # a wrong --device is the one line printed, not after the note
         if cfg.dataset == "demo" and not args.config and os.environ.get("RANK", "0") == "0":
             print(
                 f"sarb: note: the demo with the paper's model ({cfg.backbone} at "
