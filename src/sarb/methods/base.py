@@ -86,7 +86,8 @@ _REGISTRY: dict[str, MethodInfo] = {}
 
 
 def register(name: str, reference: str, summary: str) -> Callable:
-    """Decorator: ``@register("ssgrl", "Chen et al., ICCV 2019", "...")`` on a builder."""
+    """Decorator: ``@register("kggr", "Chen et al., TPAMI 2021", "...")`` on a Method class, or
+    on a builder function, either called with the MethodContext."""
 
     def wrap(build: Callable[[MethodContext], Method]) -> Callable[[MethodContext], Method]:
         if name in _REGISTRY:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from sarb import distributed
-from sarb.methods.base import FeatureBatches, Method, MethodContext, register
+from sarb.methods.base import FeatureBatches, MethodContext, register
 from sarb.methods.linear import LinearHead
 
 
@@ -44,6 +44,11 @@ def select_pseudo_labels(probs: Tensor, labels: Tensor, pseudo: Tensor, fraction
     return out
 
 
+@register(
+    "curriculum",
+    "Durand et al., CVPR 2019",
+    "partial-BCE + pseudo-labels: the most confident unknown labels, added every epoch",
+)
 class CurriculumHead(LinearHead):
     """Durand et al.'s partial-BCE head plus a (N, C) buffer of accumulated pseudo-labels.
 
@@ -104,15 +109,6 @@ class CurriculumHead(LinearHead):
 
     def logged_values(self) -> dict[str, float]:
         return {"pseudo_labels": int((self.pseudo_labels != 0).sum())}
-
-
-@register(
-    "curriculum",
-    "Durand et al., CVPR 2019",
-    "partial-BCE + pseudo-labels: the most confident unknown labels, added every epoch",
-)
-def _curriculum(ctx: MethodContext) -> Method:
-    return CurriculumHead(ctx)
 
 
 __all__ = ["CurriculumHead", "select_pseudo_labels"]

@@ -87,6 +87,11 @@ class GCNClassifier(nn.Module):
         return adjacency @ self.w2(h)  # (C, out_dim)
 
 
+@register(
+    "gcn-ml",
+    "Chen et al., CVPR 2019 (ML-GCN)",
+    "max-pooled features x classifiers from a 2-layer GCN over class embeddings; partial BCE",
+)
 class GCNML(Method):
     """ML-GCN (Chen et al., CVPR 2019) on partial labels: ``logits = maxpool(neck(fmap)) @ W^T``.
 
@@ -120,6 +125,11 @@ class GCNML(Method):
         return bce, {"bce": bce.detach()}
 
 
+@register(
+    "kggr",
+    "Chen et al., TPAMI 2021 (re-implemented)",
+    "SD + GGNN features x classifiers propagated by a second GGNN; partial BCE",
+)
 class KGGR(Method):
     """KGGR (Chen et al., TPAMI 2021): graph feature propagation + graph classifier learning.
 
@@ -177,24 +187,6 @@ class KGGR(Method):
     def loss(self, fmap: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Terms]:
         bce = partial_bce(self.forward(fmap), targets, self.normalize)
         return bce, {"bce": bce.detach()}
-
-
-@register(
-    "gcn-ml",
-    "Chen et al., CVPR 2019 (ML-GCN)",
-    "max-pooled features x classifiers from a 2-layer GCN over class embeddings; partial BCE",
-)
-def _gcn_ml(ctx: MethodContext) -> Method:
-    return GCNML(ctx)
-
-
-@register(
-    "kggr",
-    "Chen et al., TPAMI 2021 (re-implemented)",
-    "SD + GGNN features x classifiers propagated by a second GGNN; partial BCE",
-)
-def _kggr(ctx: MethodContext) -> Method:
-    return KGGR(ctx)
 
 
 __all__ = ["GCNML", "KGGR", "GCNClassifier", "mlgcn_adjacency"]

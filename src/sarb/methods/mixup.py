@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from sarb.losses import partial_bce
-from sarb.methods.base import Method, MethodContext, Terms, register
+from sarb.methods.base import MethodContext, Terms, register
 from sarb.methods.linear import LinearHead
 
 
@@ -58,6 +58,11 @@ def mixup(inputs: Tensor, targets: Tensor, alpha: float) -> tuple[Tensor, Tensor
     return mixed, mix_targets(targets, targets[perm], lam)
 
 
+@register(
+    "ip-mixup",
+    "Zhang et al., ICLR 2018",
+    "SARB ablation: pooled features + linear; mixup of images and partial labels in pixel space",
+)
 class IPMixupHead(LinearHead):
     """Pooled linear head; the engine's ``mix_inputs`` hook mixes the images (pixel space)."""
 
@@ -71,6 +76,11 @@ class IPMixupHead(LinearHead):
         return mixup(images, targets, self.alpha)
 
 
+@register(
+    "fm-mixup",
+    "Zhang et al., ICLR 2018",
+    "SARB ablation: pooled features + linear; mixup of backbone feature maps and partial labels",
+)
 class FMMixupHead(LinearHead):
     """Pooled linear head trained on mixed backbone feature maps (B, D, H, W)."""
 
@@ -82,24 +92,6 @@ class FMMixupHead(LinearHead):
         mixed, mixed_targets = mixup(fmap, targets, self.alpha)
         bce = partial_bce(self.forward(mixed), mixed_targets, self.normalize)
         return bce, {"bce": bce.detach()}
-
-
-@register(
-    "ip-mixup",
-    "Zhang et al., ICLR 2018",
-    "SARB ablation: pooled features + linear; mixup of images and partial labels in pixel space",
-)
-def _ip_mixup(ctx: MethodContext) -> Method:
-    return IPMixupHead(ctx)
-
-
-@register(
-    "fm-mixup",
-    "Zhang et al., ICLR 2018",
-    "SARB ablation: pooled features + linear; mixup of backbone feature maps and partial labels",
-)
-def _fm_mixup(ctx: MethodContext) -> Method:
-    return FMMixupHead(ctx)
 
 
 __all__ = ["FMMixupHead", "IPMixupHead", "mix_targets", "mixup", "sample_lambda"]
