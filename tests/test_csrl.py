@@ -140,3 +140,13 @@ def test_sd_torch_compile_matches_eager():
     compiled = torch.compile(sd, backend="aot_eager")
     for a, r in zip(_loss_and_grads(compiled, fmap, emb, target), ref, strict=True):
         torch.testing.assert_close(a, r)
+
+
+def test_tanh_attention_logits_non_contiguous_inputs():
+    """Transposed p and q (e.g. from a permuted feature map) give the same values and grads."""
+    p = torch.randn(B, K, L, dtype=torch.float64).transpose(1, 2).requires_grad_()
+    q = torch.randn(K, C, dtype=torch.float64).T.requires_grad_()
+    v = torch.randn(K, dtype=torch.float64, requires_grad=True)
+    for chunk_elements in CHUNKINGS:
+        fn = lambda *t: tanh_attention_logits(*t, chunk_elements)  # noqa: E731, B023
+        assert torch.autograd.gradcheck(fn, (p, q, v))

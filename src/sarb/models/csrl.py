@@ -101,7 +101,7 @@ class _TanhAttentionLogits(torch.autograd.Function):
             for c0 in range(0, q.shape[0], chunk):
                 qc, gc = q[c0 : c0 + chunk, None], grad[:, c0 : c0 + chunk]  # (c, 1, K), (B, c, L)
                 h = torch.mul(p[:, None], qc).tanh_()  # (B, c, L, K)
-                grad_v += gc.reshape(-1) @ h.view(-1, k)
+                grad_v += gc.reshape(-1) @ h.reshape(-1, k)
                 dz = h.square_().sub_(1).mul_(-gc[..., None])  # g (1 - h²) = dlogits/d(pq) / v
                 grad_q[c0 : c0 + chunk] = (dz * p[:, None]).sum((0, 2))  # (c, K)
                 grad_p += dz.mul_(qc).sum(1)
