@@ -141,3 +141,12 @@ def test_class_without_positives_and_image_without_known_labels(tmp_path, tiny_d
     assert metrics["mAP"] is not None
     state = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_skipped_last_step_still_ends_at_max_steps(tmp_path, tiny_dataset, monkeypatch):
+    _nan_on_call(monkeypatch, bad_call=3)
+    out = tmp_path / "run"
+    args = [*tiny_train_args(tiny_dataset, out), "--skip-nonfinite", "--max-steps", "3"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["skipped_steps"] == 1

@@ -399,6 +399,8 @@ def train_one_epoch(
         # every rank skips together (a rank that stepped alone would wait in all-reduce)
         if cfg.skip_nonfinite and bool(distributed.max_over_ranks((~finite).int())):
             skipped, step = skipped + 1, step + 1
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
             continue
         first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
         loss.backward()
