@@ -118,3 +118,17 @@ def test_plrb_follows_loaded_and_refreshed_prototypes() -> None:
     assert "bce_plrb" not in model.loss(fmap, targets, epoch=1)[1]
     model.refresh_prototypes(_batches(torch.ones(8, C)), seed=0)
     assert "bce_plrb" in model.loss(fmap, targets, epoch=1)[1]
+
+
+def test_compiled_loss_without_blending_compiles_once() -> None:
+    """SSGRL never blends: its compiled loss must not guard on (and recompile for) the epoch."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()  # a fresh cache: no entries (or recompile limit) from other tests
+    model = _method("ssgrl")
+    counter = CompileCounter()
+    loss = torch.compile(model.loss, backend=counter)
+    labels = torch.tensor([[1, 1, -1, 1]] * 2 + [[1, 0, 0, 1]] * 2, dtype=torch.float32)
+    for epoch in range(3):
+        loss(torch.randn(4, D_IN, 3, 3), labels, epoch)
+    assert counter.frame_count == 1

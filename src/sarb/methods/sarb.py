@@ -86,7 +86,8 @@ class CategorySpecificModel(Method):
     ) -> tuple[torch.Tensor, Terms]:
         x = self.features(fmap)  # (B, C, D)
         xs, ts, names = [x], [targets], ["bce"]
-        blending = epoch >= self.blend_start
+        # epoch read only when it matters: under torch.compile each read is a guard (recompile)
+        blending = (self.use_ilrb or self.use_plrb) and epoch >= self.blend_start
         if self.use_ilrb and blending:
             perm = torch.randperm(x.shape[0], device=x.device)
             xi, ti = ilrb(x, targets, self.alpha(), perm)
