@@ -97,3 +97,41 @@ def test_ddp_broadcasts_only_batch_norm_statistics(tmp_path: Path) -> None:
         assert any("running_mean" in n for n, _ in ddp.module.named_buffers())
     finally:
         dist.destroy_process_group()
+
+
+def _nonfinite_worker(rank: int, world: int, store: str, out: str) -> None:
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from sarb.config import resolve_config
+    from sarb.engine import train_one_epoch
+    from sarb.errors import SarbError
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    weight = torch.nn.Parameter(torch.ones(()))
+    bad_call, calls = 3 - rank, []  # rank 0: NaN at step 3, rank 1: at step 2
+
+    def step_fn(x, y, epoch):
+        calls.append(1)
+        return weight * (float("nan") if len(calls) == bad_call else 1.0), {}
+
+    head = SimpleNamespace(targets=lambda i, y: y, mix_inputs=lambda x, y: (x, y))
+    model = SimpleNamespace(train=lambda: None, head=head)
+    inputs = SimpleNamespace(device=torch.device("cpu"), cached=True, autocast=nullcontext)
+    loader = DataLoader(TensorDataset(torch.zeros(6, 1), torch.zeros(6, 1), torch.arange(6)), 1)
+    cfg = resolve_config(None, out=out)
+    try:
+        train_one_epoch(model, step_fn, inputs, loader, torch.optim.SGD([weight]), 0, 0, cfg, True)
+        message = "no error"
+    except SarbError as exc:
+        message = str(exc)
+    Path(out, f"rank{rank}.txt").write_text(message)
+    dist.destroy_process_group()
+
+
+def test_nonfinite_loss_reports_the_earliest_step_of_any_rank(tmp_path: Path) -> None:
+    mp.spawn(_nonfinite_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        assert "non-finite loss at epoch 1, step 2;" in (tmp_path / f"rank{rank}.txt").read_text()

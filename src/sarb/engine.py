@@ -379,7 +379,9 @@ def train_one_epoch(
     n = skipped = 0
 
     def check_finite() -> None:  # every rank stops together: a NaN spreads through all-reduce
-        if (bad := int(distributed.max_over_ranks(first_bad))) >= 0:
+        none = torch.iinfo(torch.long).max  # the earliest bad step of any rank: max of negatives
+        bad = -int(distributed.max_over_ranks(-torch.where(first_bad >= 0, first_bad, none)))
+        if bad != none:
             raise SarbError(
                 f"non-finite loss at epoch {epoch + 1}, step {bad + 1}; the last good checkpoint "
                 f"is {run_dir_for(cfg) / 'last.pt'} (--skip-nonfinite skips such steps)"
