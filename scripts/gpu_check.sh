@@ -26,12 +26,14 @@ for run in eager compile; do
     extra=()
     [ "$run" = compile ] && extra=(--compile)
     start=$(date +%s)
-    "$PY" -m sarb train "${SMOKE[@]}" "${extra[@]}" --max-steps 150 --out "$OUT/run_$run" \
-        2>&1 | grep -v "it/s" | tail -4
+    # ${extra[@]+...}: an empty array is "unbound" under set -u before bash 4.4; tr: tqdm's
+    # carriage returns would otherwise hide each epoch's summary line from grep -v
+    "$PY" -m sarb train "${SMOKE[@]}" ${extra[@]+"${extra[@]}"} --max-steps 150 --out "$OUT/run_$run" \
+        2>&1 | tr '\r' '\n' | grep -v "it/s" | tail -4
     echo "$run: $(( $(date +%s) - start )) s"
 done
 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" \
-    -m sarb train "${SMOKE[@]}" --max-steps 60 --out "$OUT/run_ddp" 2>&1 | grep -v "it/s" | tail -4
+    -m sarb train "${SMOKE[@]}" --max-steps 60 --out "$OUT/run_ddp" 2>&1 | tr '\r' '\n' | grep -v "it/s" | tail -4
 for run in eager compile ddp; do
     "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])); print(sys.argv[2], 'mAP', round(m['mAP'], 2), 'steps', m['steps'], 'world', m['world_size'])" \
         "$OUT/run_$run/metrics.json" "$run"
