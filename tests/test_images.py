@@ -97,3 +97,12 @@ def test_read_image_uses_pillow_for_other_formats_and_bad_jpegs(tmp_path: Path) 
         read_image(tmp_path / "cut.jpg")
     with pytest.raises(SarbError, match="not found"):
         read_image(tmp_path / "nope.jpg")
+
+
+def test_read_image_keeps_pillows_decompression_bomb_limit(tmp_path, monkeypatch) -> None:
+    """A JPEG far over Image.MAX_IMAGE_PIXELS is refused before decode_jpeg allocates it."""
+    path = _photo(tmp_path / "big.jpg")  # 30 x 40 = 1200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    for read in (load_rgb, read_image):
+        with pytest.raises(SarbError, match="big.jpg.*decompression bomb"):
+            read(path)

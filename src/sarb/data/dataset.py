@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,12 @@ def read_image(path: Path) -> torch.Tensor:
     except OSError as exc:
         raise SarbError(f"{path}: cannot read image ({exc.strerror})") from None
     if decode_jpeg is not None and data.startswith(JPEG_MAGIC):
+        try:  # the header only: Pillow's decompression-bomb limit, as load_rgb applies it
+            Image.open(io.BytesIO(data)).close()
+        except Image.DecompressionBombError as exc:
+            raise SarbError(f"{path}: cannot read image ({exc})") from None
+        except (UnidentifiedImageError, OSError, ValueError):  # decode_jpeg or Pillow will say
+            pass
         try:
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             with warnings.catch_warnings():  # the deprecation notice, once per image otherwise
