@@ -5,7 +5,8 @@
 #   2. a CUDA training smoke run on the demo data with the CUDA defaults (bf16 autocast,
 #      channels_last, decode_jpeg + loader workers + pinned memory), backbone training;
 #   3. the same with --compile;
-#   4. the same under torchrun (NCCL, one process per GPU).
+#   4. the same under torchrun (NCCL, one process per GPU; on a one-GPU machine this checks
+#      the launcher and the one-process path only, as NCCL cannot put two ranks on one GPU).
 # Run from the repository root on a machine with a GPU; it uses that machine's own torch,
 # torchvision, scikit-learn, PyYAML, tqdm and matplotlib (no install, PYTHONPATH=src):
 #   OUT=/tmp/sarb-gpu bash scripts/gpu_check.sh
@@ -39,5 +40,6 @@ for run in eager compile ddp; do
         "$OUT/run_$run/metrics.json" "$run"
     grep -o '"epoch_time_s": [0-9.]*' "$OUT/run_$run/log.jsonl" | tr '\n' ' '
     echo
-    grep -q "amp: true" "$OUT/run_$run/config.yaml" && echo "$run: bf16 autocast on"
+    if grep -q "amp: true" "$OUT/run_$run/config.yaml"; then echo "$run: bf16 autocast on";
+    else echo "$run: bf16 autocast OFF (expected on for CUDA)"; fi
 done
