@@ -265,7 +265,6 @@ def bench_input(quick: bool) -> dict[str, float]:
     n, size = (24, 224) if quick else (96, 448)
     rng = np.random.default_rng(0)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker: images/s per worker
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i in range(n):  # photo-like 640x480: smooth colour fields, edges and mild noise
@@ -292,9 +291,12 @@ def bench_input(quick: bool) -> dict[str, float]:
                 with Image.open(p) as img:
                     plain_tf(img.convert("RGB"))
 
-        ours_s = timed(ours, torch.device("cpu"), repeat=3)
-        plain_s = timed(plain, torch.device("cpu"), repeat=3)
-    torch.set_num_threads(threads)
+        try:
+            torch.set_num_threads(1)  # as in a DataLoader worker: images/s per worker
+            ours_s = timed(ours, torch.device("cpu"), repeat=3)
+            plain_s = timed(plain, torch.device("cpu"), repeat=3)
+        finally:
+            torch.set_num_threads(threads)
     return {
         "input_ours_img_per_s": n / ours_s,
         "input_pil_img_per_s": n / plain_s,

@@ -68,7 +68,9 @@ class CategorySpecificModel(Method):
             self.register_buffer("prototype_valid", torch.zeros(c, k, dtype=torch.bool))
             # whether any prototype is valid, read from the device once, not at every step
             self._plrb_ready: bool | None = None
-            self.register_load_state_dict_post_hook(lambda m, _: setattr(m, "_plrb_ready", None))
+            self.register_load_state_dict_post_hook(
+                lambda m, _: setattr(m, "_plrb_ready", bool(m.prototype_valid.any()))
+            )
 
     def features(self, fmap: torch.Tensor) -> torch.Tensor:
         """CSRL features (B, C, D) of a backbone feature map (B, D_in, H, W)."""
