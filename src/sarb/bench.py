@@ -332,11 +332,29 @@ def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
     return result
 
 
+def targets(device: str) -> dict[str, tuple[str, float]]:
+    """Issue 6's target per ratio, as (comparison, bound); the step's bound depends on the device
+    (``result["device"]``: "cpu" or a GPU name)."""
+    step = 1.3 if device == "cpu" else 1.15
+    return {"sarb_vs_ssgrl_step": ("<=", step), "sd_memory_vs_naive": (">=", 4.0),
+            "kmeans_vs_sklearn": (">=", 10.0), "kmeans_inertia_ratio": ("<=", 1.05),
+            "metrics_vs_sklearn": (">", 1.0), "train_vs_backbone": (">=", 0.85)}  # fmt: skip
+
+
+def _target_note(value: float, target: tuple[str, float] | None) -> str:
+    if target is None:
+        return ""
+    op, bound = target
+    met = {"<=": value <= bound, ">=": value >= bound, ">": value > bound}[op]
+    return f"  target {op} {bound:g}: {'met' if met else 'NOT met'}"
+
+
 def format_bench(result: dict[str, Any]) -> str:
-    """The ratios as an aligned table, then the absolute numbers."""
+    """The ratios as an aligned table with their targets, then the absolute numbers."""
     keys = [*KEYS, *(["train_vs_backbone"] if "train_vs_backbone" in result else [])]
+    goal = targets(result["device"])
     lines = [f"device: {result['device']}  torch {result['torch']}  threads {result['threads']}"]
-    lines += [f"  {k:<22} {result[k]:8.3f}" for k in keys]
+    lines += [f"  {k:<22} {result[k]:8.3f}{_target_note(result[k], goal.get(k))}" for k in keys]
     lines.append("absolute:")
     lines += [f"  {k:<22} {v:10.4f}" for k, v in result.items()
               if k not in keys and isinstance(v, float)]  # fmt: skip
