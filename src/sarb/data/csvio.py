@@ -28,19 +28,24 @@ _ROW = re.compile(
 )
 
 
+def read_bytes(path: Path, what: str) -> bytes:
+    """The content of a file, or a one-line SarbError naming it (``what``: e.g. "image file")."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SarbError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise SarbError(f"{path}: is a directory, expected a {what}") from None
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+
 def read_text_lines(path: Path, what: str) -> list[str]:
     """The lines of a UTF-8 text file (a leading BOM and ``\\r`` line ends are dropped).
 
     Lines are split on ``\\n`` only, so that line numbers match what an editor shows.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SarbError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise SarbError(f"{path}: is a directory, expected a {what} file") from None
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read {what} file ({exc.strerror or exc})") from None
+    raw = read_bytes(path, f"{what} file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -18,6 +18,7 @@ try:  # deprecated in torchvision 0.29 for TorchCodec, whose decoder has no EXIF
 except ImportError:  # a torchvision without it: every image goes through Pillow
     decode_jpeg = None
 
+from sarb.data.csvio import read_bytes
 from sarb.errors import SarbError
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, -1, 0
@@ -118,12 +119,7 @@ def read_image(path: Path) -> torch.Tensor:
     file, and a JPEG libjpeg refuses, goes through :func:`load_rgb` (Pillow), which handles
     16-bit, alpha and palette images and names the file in its error.
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SarbError(f"{path}: image file not found") from None
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read image ({exc.strerror})") from None
+    data = read_bytes(path, "image file")
     if decode_jpeg is not None and data.startswith(JPEG_MAGIC):
         try:  # the header only: Pillow's decompression-bomb limit, as load_rgb applies it
             Image.open(io.BytesIO(data)).close()

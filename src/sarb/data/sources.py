@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarb.data.csvio import read_bytes
 from sarb.data.dataset import LabelledImages
 from sarb.data.manifest import read_manifest
 from sarb.errors import SarbError
@@ -147,11 +148,9 @@ def _vg200(cfg: Any) -> Source:
 
 def read_json(path: Path, what: str) -> Any:
     """A JSON file (COCO instances, VG objects); one-line SarbError naming it if unusable."""
+    data = read_bytes(path, what)
     try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SarbError(f"{path}: {what} not found") from None
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         raise SarbError(
             f"{path}: invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
@@ -160,5 +159,3 @@ def read_json(path: Path, what: str) -> Any:
         raise SarbError(f"{path}: not UTF-8 JSON text") from None
     except RecursionError:
         raise SarbError(f"{path}: JSON nested too deeply") from None
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read ({exc.strerror or exc})") from None
