@@ -59,11 +59,12 @@ def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
 
 
-def max_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """The elementwise maximum of ``tensor`` over every rank (``tensor`` itself in one process)."""
+def reduce_over_ranks(tensor: torch.Tensor, op: str) -> torch.Tensor:
+    """The elementwise ``"min"`` or ``"max"`` of ``tensor`` over every rank (``tensor`` itself in
+    one process)."""
     if active():
         tensor = tensor.clone()
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        dist.all_reduce(tensor, op={"min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
     return tensor
 
 

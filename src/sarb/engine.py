@@ -268,7 +268,8 @@ def evaluate(
 ) -> dict:
     """SPEC §7 metrics of ``model`` on ``data`` (unknown labels ignored); ``loader``: the
     evaluation loader of ``data`` when one is kept (its workers persist between epochs)."""
-    scores = predict_scores(model, inputs, loader or inputs.loader(data, train=False))
+    loader = loader if loader is not None else inputs.loader(data, train=False)
+    scores = predict_scores(model, inputs, loader)
     return compute_metrics(scores, data.labels, ap=ap)
 
 
@@ -375,13 +376,12 @@ def train_one_epoch(
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     sums: dict[str, torch.Tensor] = {}
-    first_bad = torch.full((), -1, dtype=torch.long, device=inputs.device)  # step, -1: none
+    none = torch.iinfo(torch.long).max
+    first_bad = torch.full((), none, device=inputs.device)  # the first non-finite step, if any
     n = skipped = 0
 
-    def check_finite() -> None:  # every rank stops together: a NaN spreads through all-reduce
-        none = torch.iinfo(torch.long).max  # the earliest bad step of any rank: max of negatives
-        bad = -int(distributed.max_over_ranks(-torch.where(first_bad >= 0, first_bad, none)))
-        if bad != none:
+    def check_finite() -> None:  # every rank stops together, at the earliest bad step of any
+        if (bad := int(distributed.reduce_over_ranks(first_bad, "min"))) != none:
             raise SarbError(
                 f"non-finite loss at epoch {epoch + 1}, step {bad + 1}; the last good checkpoint "
                 f"is {run_dir_for(cfg) / 'last.pt'} (--skip-nonfinite skips such steps)"
@@ -399,12 +399,12 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         finite = torch.isfinite(loss.detach())
         # every rank skips together (a rank that stepped alone would wait in all-reduce)
-        if cfg.skip_nonfinite and bool(distributed.max_over_ranks((~finite).int())):
+        if cfg.skip_nonfinite and bool(distributed.reduce_over_ranks((~finite).int(), "max")):
             skipped, step = skipped + 1, step + 1
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
             continue
-        first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+        first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))
         loss.backward()
         optimizer.step()
         for k, v in {"loss": loss.detach(), **terms}.items():
