@@ -283,8 +283,6 @@ class Predictor:
                 pending.append((p, read_image(p)))
             except SarbError as exc:
                 skipped.append((p, str(exc)))
-            except Image.DecompressionBombError as exc:
-                skipped.append((p, f"{p}: cannot read image ({exc})"))
             if len(pending) == batch_size:
                 flush()
         flush()

@@ -104,6 +104,11 @@ def pick_device(name: str, dist_info: distributed.DistInfo | None = None) -> tor
     return device
 
 
+def amp_enabled(amp: bool | None, device: torch.device) -> bool:
+    """bf16 autocast: ``--amp``/``--no-amp``, or when unset on CUDA only."""
+    return amp if amp is not None else device.type == "cuda"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002  (code that uses the legacy global RNG)
@@ -193,14 +198,10 @@ class Inputs:
             pin_memory=self.device.type == "cuda",
         )
 
-    @property
-    def amp(self) -> bool:
-        """bf16 autocast: ``--amp``/``--no-amp``, or by default on CUDA only."""
-        return self.cfg.amp if self.cfg.amp is not None else self.device.type == "cuda"
-
     def autocast(self) -> torch.autocast:
-        """bf16 autocast when :attr:`amp` is on, a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        """bf16 autocast when :func:`amp_enabled`, a no-op otherwise."""
+        enabled = amp_enabled(self.cfg.amp, self.device)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
@@ -465,8 +466,8 @@ def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[s
     cfg = _absolute_paths(cfg)
     dist_info = distributed.init(cfg.device)
     device = pick_device(cfg.device, dist_info)
-    if cfg.amp is None:  # recorded, so that eval and predict score as training did
-        cfg = dataclasses.replace(cfg, amp=device.type == "cuda")
+    # recorded, so that eval and predict score as training did
+    cfg = dataclasses.replace(cfg, amp=amp_enabled(cfg.amp, device))
     quiet = quiet or not dist_info.is_main
     run_dir = run_dir_for(cfg)
     if dist_info.is_main:

@@ -66,8 +66,8 @@ class CategorySpecificModel(Method):
             k = cfg.num_prototypes
             self.register_buffer("prototypes", torch.zeros(c, k, d))  # (C, K, D)
             self.register_buffer("prototype_valid", torch.zeros(c, k, dtype=torch.bool))
-            # whether any prototype is valid, read from the device once, not at every step
-            self._plrb_ready: bool | None = None
+            # whether any prototype is valid: kept on the host, so the step never reads the device
+            self._plrb_ready = False
             self.register_load_state_dict_post_hook(
                 lambda m, _: setattr(m, "_plrb_ready", bool(m.prototype_valid.any()))
             )
@@ -94,7 +94,7 @@ class CategorySpecificModel(Method):
             perm = torch.randperm(x.shape[0], device=x.device)
             xi, ti = ilrb(x, targets, self.alpha(), perm)
             xs, ts, names = [*xs, xi], [*ts, ti], [*names, "bce_ilrb"]
-        if self.use_plrb and blending and self._prototypes_ready():
+        if self.use_plrb and blending and self._plrb_ready:
             xp, tp = plrb(x, targets, self.beta(), self.prototypes, self.prototype_valid)
             xs, ts, names = [*xs, xp], [*ts, tp], [*names, "bce_plrb"]
         logits = self.classify(torch.cat(xs))  # one pass for all branches: (nB, C)
@@ -108,18 +108,11 @@ class CategorySpecificModel(Method):
             loss = loss + self.contrastive_weight * terms["contrastive"]
         return loss, {k: v.detach() for k, v in terms.items()}
 
-    def _prototypes_ready(self) -> bool:
-        if self._plrb_ready is None:
-            self._plrb_ready = bool(self.prototype_valid.any())
-        return self._plrb_ready
-
     def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:
         """Recompute the PLRB prototypes at ``blend_start`` and every ``proto_every`` epochs."""
         due = epoch >= self.blend_start and (epoch - self.blend_start) % self.proto_every == 0
         if self.use_plrb and due:
             self.refresh_prototypes(train_batches, seed=self.seed + epoch)
-        if self.use_plrb:
-            self._prototypes_ready()  # read here, outside the (possibly compiled) step
 
     @torch.no_grad()
     def refresh_prototypes(self, train_batches: FeatureBatches, seed: int) -> None:
