@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 "$PY" -m sarb bench --device cuda --json "$OUT/bench.json" | tee "$OUT/bench.txt"
 
 SMOKE=(--config configs/demo.yaml --backbone resnet50 --weights random --trainable paper
-       --no-feature-cache --augment --image-size 224 --batch-size 32 --workers 6
+       --no-feature-cache --crop-flip --image-size 224 --batch-size 32 --workers 6
        --epochs 2 --blend-start 1 --proto-every 1 --method sarb)
 for run in eager compile; do
     extra=()

@@ -21,7 +21,7 @@ python="${PYTHON:-$here/.venv/bin/python}"
     --test-annotations "$data/instances.json" \
     --method sarb --known 0.5 \
     --backbone efficientnet_lite0 --weights auto --trainable none --feature-cache \
-    --image-size 128 --feat-dim 64 --hidden-dim 64 --neck-pool 1 --no-augment \
+    --image-size 128 --feat-dim 64 --hidden-dim 64 --neck-pool 1 --no-crop-flip \
     --epochs 2 --batch-size 8 --lr 1e-3 --blend-start 1 --proto-every 1 --num-prototypes 3 \
     --max-steps 5 --workers 0 --device cpu --out "$out/run"
 

@@ -55,7 +55,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, tiny_dataset) -> None:
         a = tiny_train_args(tiny_dataset, out, "bce-ignore")
         a[a.index("--known") + 1] = "1.0"
         a[a.index("--trainable") + 1] = "none"
-        return [*a, "--no-augment", "--deterministic"]
+        return [*a, "--no-crop-flip", "--deterministic"]
 
     assert main(args(tmp_path / "one")) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -27,7 +27,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_flags_override_yaml_which_overrides_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("epochs: 3\nbatch-size: 4\nlr: 1\naugment: false\n")
+    path.write_text("epochs: 3\nbatch-size: 4\nlr: 1\ncrop-flip: false\n")
     cfg = resolve_config(_parse(["--config", str(path), "--epochs", "7"]))
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment) == (7, 4, 1.0, False)
     assert cfg.weight_decay == TrainConfig().weight_decay

@@ -27,14 +27,14 @@ from PIL import Image
 from sarb.checkpoint import load_checkpoint
 from sarb.config import TrainConfig, load_yaml, resolve_config
 from sarb.data.dataset import LabelledImages, read_image
-from sarb.data.embeddings import GLOVE_DIM
+from sarb.data.loaders import make_loader
 from sarb.data.transforms import preprocess
-from sarb.engine import Inputs, pick_device, predict_scores
+from sarb.engine import evaluate, fit, predict_scores
 from sarb.errors import SarbError
-from sarb.methods import MethodContext, create_method
-from sarb.metrics import compute_metrics
-from sarb.models.backbones import create_backbone
+from sarb.models.factory import DataInfo, build_model
+from sarb.models.heads import HEADS
 from sarb.models.multilabel import MultiLabelModel
+from sarb.runtime import amp_enabled, pick_device
 
 ImageInput = Image.Image | str | os.PathLike
 """One image for :meth:`Predictor.predict`: a PIL image or the path of an image file."""
@@ -78,50 +78,27 @@ def _checkpoint_classes(payload: Mapping[str, Any], origin: str) -> list[str]:
     return list(names)
 
 
-def _stored_embeddings(cfg: TrainConfig, state: Mapping[str, Any]) -> np.ndarray | None:
-    """The fixed class embeddings to build the head with, or None when it learned them.
-
-    ``head.embeddings`` has the same state-dict key whether it was a learned ``nn.Parameter``
-    (``--embeddings learned``, or ``auto`` without GloVe: LEARNED_EMBED_DIM columns) or a fixed
-    buffer (GloVe, ``auto`` with GloVe: GLOVE_DIM columns, or a .npy file). Passing the stored
-    array rebuilds a buffer of the right width without reading GloVe or the .npy file again;
-    None rebuilds the learned parameter. load_state_dict then restores the values either way.
-    """
-    emb = state.get("head.embeddings")
-    if not torch.is_tensor(emb) or emb.dim() != 2:
-        return None  # a head without class embeddings (e.g. the linear baselines)
-    if cfg.embeddings == "learned" or (cfg.embeddings == "auto" and emb.shape[1] != GLOVE_DIM):
-        return None
-    return emb.detach().to("cpu", torch.float32).numpy().copy()
-
-
 def rebuild_model(payload: Mapping[str, Any], origin: str = "checkpoint") -> MultiLabelModel:
     """The network of a checkpoint payload (as :func:`sarb.checkpoint.load_checkpoint` reads it),
     on the CPU, in eval mode, with every weight and buffer of the state dict loaded strictly.
 
-    This mirrors :func:`sarb.engine.build_model`, with three differences that make the rebuild
-    independent of the machine and of the training data: the backbone starts from random
-    weights (no ImageNet file is looked for), the class embeddings come from the state dict
-    (see :func:`_stored_embeddings`), and the label graph is built from an all-unknown label
-    matrix (the trained adjacency, prototypes and blend weights are buffers / parameters that
-    ``load_state_dict`` restores). ``origin`` names the checkpoint in errors.
+    Built by the training's own :func:`~sarb.models.factory.build_model`, independently of the
+    machine and of the training data: the backbone starts from random weights (no ImageNet file
+    is looked for), fixed class embeddings (the config records whether they were learned) are
+    taken from the state dict instead of their source, and the label graph comes from the state
+    dict. ``origin`` names the checkpoint in errors.
     """
-    cfg = _checkpoint_config(payload, origin)
+    cfg = dataclasses.replace(_checkpoint_config(payload, origin), weights="random")
     class_names = _checkpoint_classes(payload, origin)
     state = payload["model"]
-    if not isinstance(state, Mapping):
-        raise SarbError(f"{origin}: not a sarb checkpoint (its model weights are not a state dict)")
-    cfg = dataclasses.replace(cfg, weights="random")
-    backbone = create_backbone(cfg.backbone, "random", cfg.trainable)
-    ctx = MethodContext(
-        num_classes=len(class_names),
-        in_channels=backbone.out_channels,
-        class_names=list(class_names),
-        embeddings=_stored_embeddings(cfg, state),
-        train_labels=np.zeros((1, len(class_names)), dtype=np.int8),
-        config=cfg,
-    )
-    model = MultiLabelModel(backbone, create_method(cfg.method, ctx))
+    vectors = None
+    if HEADS.get(cfg.head).build.uses_embeddings and cfg.embeddings != "learned":
+        stored = state.get("head.embeddings.weight")
+        if not torch.is_tensor(stored) or stored.dim() != 2:
+            raise SarbError(f"{origin}: the checkpoint has no class embeddings for its {cfg.head}"
+                            " head")  # fmt: skip
+        vectors = stored.detach().to("cpu", torch.float32).numpy().copy()
+    model = build_model(cfg, DataInfo(class_names, vectors))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -177,8 +154,8 @@ class Predictor:
     ):
         self.model = model.eval()
         self.class_names = list(class_names)
-        self.config = config
         self.device = torch.device(device)
+        self.config = dataclasses.replace(config, amp=amp_enabled(config.amp, self.device))
         self.checkpoint = checkpoint
 
     def __repr__(self) -> str:
@@ -192,20 +169,10 @@ class Predictor:
         """Side in pixels of the square inputs the model was trained on."""
         return self.config.image_size
 
-    def _inputs(self, batch_size: int | None = None, workers: int = 0) -> Inputs:
-        """The engine's input pipeline for this model: test transform, bf16 autocast when the
-        run trained with ``--amp``, channels-last on CUDA; never the on-disk feature cache."""
-        cfg = dataclasses.replace(
-            self.config,
-            feature_cache=False,
-            batch_size=self.config.batch_size if batch_size is None else batch_size,
-            workers=workers,
-        )
-        return Inputs(cfg, self.model, self.device)
-
     def _scores(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, C) of a preprocessed batch, computed as the engine computes them."""
-        return torch.from_numpy(predict_scores(self.model, self._inputs(), [(batch, None, None)]))
+        scores = predict_scores(self.model, [(batch, None, None)], self.device, self.config.amp)
+        return torch.from_numpy(scores)
 
     def predict(
         self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 32
@@ -312,9 +279,9 @@ class Predictor:
         bs = self.config.batch_size if batch_size is None else batch_size
         if bs < 1:
             raise SarbError(f"batch size must be >= 1, got {bs}")
-        inputs = self._inputs(bs, workers)
-        scores = predict_scores(self.model, inputs, inputs.loader(data, train=False))
-        return compute_metrics(scores, data.labels, ap=ap, threshold=threshold)
+        cfg = dataclasses.replace(self.config, batch_size=bs, workers=workers, ap=ap)
+        loader = make_loader(data, cfg, train=False, pin_memory=self.device.type == "cuda")
+        return evaluate(self.model, loader, data.labels, cfg, self.device, threshold)
 
     def _aligned(self, data: LabelledImages) -> LabelledImages:
         if list(data.class_names) == self.class_names:
@@ -402,9 +369,7 @@ def train(
     is ``config.out`` (default ``runs/<time>-<method>``); :func:`load_model` reads it back.
     ``quiet`` hides the progress bars and the per-epoch lines on stderr.
     """
-    from sarb.engine import train as engine_train
-
-    return engine_train(_config_of(config), quiet=quiet)
+    return fit(_config_of(config), quiet=quiet)
 
 
 __all__ = [

@@ -32,7 +32,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sarb.config import resolve_config
-from sarb.methods import MethodContext, create_method
+from sarb.methods import build_method
+from sarb.models.factory import DataInfo
+from sarb.runtime import pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -94,45 +96,43 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
     return mode.peak
 
 
-def _step_models(device: torch.device, quick: bool) -> dict[str, Any]:
-    """SSGRL and SARB with the same backbone weights, batch and prototypes."""
+def _step_methods(device: torch.device, quick: bool) -> dict[str, Any]:
+    """SSGRL and SARB (built as training builds them) with the same weights, batch and
+    prototypes."""
     size, batch, classes = (128, 8, 20) if quick else (448, 16, 80)
     backbone = "resnet18" if quick and device.type == "cpu" else "resnet101"
-    cfg = resolve_config(
-        None, backbone=backbone, weights="random", image_size=size, batch_size=batch,
-        blend_start=0, embeddings="learned", amp=device.type == "cuda",
-    )  # fmt: skip
-    from sarb.models.backbones import create_backbone
-    from sarb.models.multilabel import MultiLabelModel
-
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(-1, 2, (256, classes), generator=gen).numpy()
     images = torch.randn(batch, 3, size, size, generator=gen).to(device)
     targets = torch.from_numpy(labels[:batch]).float().to(device)
-    models = {}
+    info = DataInfo([str(i) for i in range(classes)], None, labels)
+    methods = {}
     for name in ("ssgrl", "sarb"):
+        cfg = resolve_config(
+            None, method=name, backbone=backbone, weights="random", image_size=size,
+            batch_size=batch, blend_start=0, embeddings="learned", amp=device.type == "cuda",
+        )  # fmt: skip
         torch.manual_seed(0)
-        bb = create_backbone(backbone, "random", "paper")
-        ctx = MethodContext(classes, bb.out_channels, [str(i) for i in range(classes)], None,
-                            labels, cfg)  # fmt: skip
-        model = MultiLabelModel(bb, create_method(name, ctx)).to(device)
+        method = build_method(cfg, info).to(device)
         if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        models[name] = model
-    models["sarb"].load_state_dict(models["ssgrl"].state_dict(), strict=False)
-    head = models["sarb"].head
+            method = method.to(memory_format=torch.channels_last)
+        methods[name] = method
+    sarb = methods["sarb"]
+    sarb.model.load_state_dict(methods["ssgrl"].model.state_dict())
     with torch.no_grad():  # prototypes from the model's own features of a few batches
-        head.eval()
-        fm = models["sarb"].backbone(images)
-        head.refresh_prototypes(lambda: [(fm, targets)], seed=0)
-    return {"models": models, "images": images, "targets": targets, "cfg": cfg}
+        sarb.eval()
+        fm = sarb.model.backbone(images)
+        sarb.augmentations["plrb"].refresh_prototypes(sarb.model.head, lambda: [(fm, targets)], 0)
+    return {"methods": methods, "images": images, "targets": targets, "amp": cfg.amp}
 
 
-def _train_step(model, images, targets, optimizer, amp: bool) -> Callable[[], None]:
+def _train_step(method, images, targets, optimizer, amp: bool) -> Callable[[], None]:
+    index = torch.arange(len(images), device=images.device)
+
     def step() -> None:
-        model.train()
+        method.train()
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, _ = model.head.loss(model.backbone(images), targets, epoch=10)
+            loss, _ = method(images, targets, index, epoch=10)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -141,16 +141,15 @@ def _train_step(model, images, targets, optimizer, amp: bool) -> Callable[[], No
 
 
 def bench_step(device: torch.device, quick: bool) -> dict[str, float]:
-    setup = _step_models(device, quick)
-    amp = setup["cfg"].amp
+    setup = _step_methods(device, quick)
     out = {}
-    for name, model in setup["models"].items():
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-5)
-        step = _train_step(model, setup["images"], setup["targets"], opt, amp)
+    for name, method in setup["methods"].items():
+        opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], 1e-5)
+        step = _train_step(method, setup["images"], setup["targets"], opt, setup["amp"])
         out[f"{name}_step_s"] = timed(step, device, repeat=3 if quick else 10, warmup=2)
     out["sarb_vs_ssgrl_step"] = out["sarb_step_s"] / out["ssgrl_step_s"]
     if device.type == "cuda":
-        bb = setup["models"]["sarb"].backbone
+        bb = setup["methods"]["sarb"].model.backbone
         images = setup["images"]
 
         def backbone_only() -> None:
@@ -312,8 +311,6 @@ KEYS = (
 
 def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
     """Every measurement; ratios first, absolute times beside them."""
-    from sarb.engine import pick_device
-
     dev = pick_device(device)
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

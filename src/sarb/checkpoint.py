@@ -1,41 +1,53 @@
-"""Checkpoints: written atomically, read without executing code (``weights_only=True``)."""
+"""Checkpoints: read without executing code (``weights_only=True``); written by ``sarb.runs``.
+
+Format 2 (this version) holds ``model`` (the backbone + head state dict), ``augmentations``
+(the method's own state: blend weights, prototypes, pseudo-labels), ``config`` (every
+TrainConfig field, the method's parts included), ``class_names``, ``dataset``, ``format`` and
+the epoch bookkeeping; ``last.pt`` adds the optimiser, scheduler and RNG states.
+
+Format 1 (sarb 0.1, no ``format`` key) stored one ``model`` state dict in which the method's
+state sat inside the head, and a config without the parts. :func:`migrate` converts one on
+load, so old runs still evaluate and predict:
+
+- the parts come from the preset of the recorded ``method``;
+- ``head.embeddings`` -> ``head.embeddings.weight``; SSGRL's classifier ``head.head.fc`` ->
+  ``head.classifier.fc`` and ``head.head.classifier`` -> ``head.classifier.per_class``;
+- ``head.alpha.raw`` -> augmentation ``ilrb.weight.raw``; ``head.beta.raw``,
+  ``head.prototypes``, ``head.prototype_valid`` -> ``plrb.*``; ``head.pseudo_labels`` ->
+  ``curriculum.pseudo_labels``;
+- ``augment: true|false`` (random crop and flip) -> ``crop_flip``;
+- ``embeddings: auto`` is resolved as the old loader did: 50 columns (GloVe) fixed, else learned.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sarb.errors import SarbError
+from sarb.presets import PART_FIELDS, PRESETS
 
+FORMAT = 2
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` via a temporary file, fsync and rename.
-
-    A crash mid-write leaves the previous file at ``path`` intact.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write checkpoint ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise SarbError(f"{path}: cannot write checkpoint ({exc.strerror})") from None
+_HEAD_KEYS = (  # format 1 -> 2, inside the model state dict
+    ("head.embeddings", "head.embeddings.weight"),
+    ("head.head.fc.", "head.classifier.fc."),
+    ("head.head.classifier.", "head.classifier.per_class."),
+)
+_METHOD_KEYS = (  # format 1 model keys -> format 2 augmentation keys
+    ("head.alpha.raw", "ilrb.weight.raw"),
+    ("head.beta.raw", "plrb.weight.raw"),
+    ("head.prototypes", "plrb.prototypes"),
+    ("head.prototype_valid", "plrb.prototype_valid"),
+    ("head.pseudo_labels", "curriculum.pseudo_labels"),
+)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects."""
+    """Read a checkpoint (a run directory means its ``best.pt``), migrated to this format."""
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
@@ -48,4 +60,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise SarbError(f"{path}: not a readable sarb checkpoint ({first[:200]})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise SarbError(f"{path}: not a sarb checkpoint (no model weights or config inside)")
+    if not isinstance(payload["model"], Mapping) or not isinstance(payload["config"], Mapping):
+        raise SarbError(f"{path}: not a sarb checkpoint (its model or config is not a mapping)")
+    version = payload.get("format", 1)
+    if version == 1:
+        return migrate(payload)
+    if version != FORMAT:
+        raise SarbError(f"{path}: checkpoint format {version!r} is not one this sarb reads")
     return payload
+
+
+def migrate(payload: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 checkpoint payload in format 2 (see the module docstring)."""
+    config = dict(payload["config"])
+    if isinstance(config.get("augment"), bool):  # sarb 0.1's random crop and flip
+        config["crop_flip"] = config.pop("augment")
+    method = config.get("method")
+    if method in PRESETS and not any(f in config for f in PART_FIELDS):
+        config.update(PRESETS.create(method).parts())
+    model, augmentations = {}, {}
+    for key, value in payload["model"].items():
+        moved = next((new for old, new in _METHOD_KEYS if key == old), None)
+        if moved is not None:
+            augmentations[moved] = value
+            continue
+        for old, new in _HEAD_KEYS:
+            if key == old or (old.endswith(".") and key.startswith(old)):
+                key = new + key[len(old) :]
+                break
+        model[key] = value
+    emb = model.get("head.embeddings.weight")
+    if config.get("embeddings") == "auto" and torch.is_tensor(emb) and emb.dim() == 2:
+        config["embeddings"] = "glove" if emb.shape[1] == 50 else "learned"
+    return {**payload, "model": model, "augmentations": augmentations, "config": config,
+            "format": FORMAT}  # fmt: skip

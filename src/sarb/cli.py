@@ -14,18 +14,19 @@ from sarb.errors import SarbError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sarb.config import resolve_config
-    from sarb.engine import pick_device, run_dir_for, train
-    from sarb.metrics import format_table
+    from sarb.config import load_yaml, resolve_config
+    from sarb.engine import fit
+    from sarb.metrics import format_metrics
+    from sarb.runs import RunDir
+    from sarb.runtime import pick_device
 
     if args.resume:
-        from sarb.config import load_yaml
-
-        run_dir = Path(args.resume)
-        if not any((run_dir / f).is_file() for f in ("last.pt", "last.prev.pt")):
-            raise SarbError(f"{run_dir}: no last.pt to resume from")
-        cfg = resolve_config(None, **{**load_yaml(run_dir / "config.yaml"), "out": str(run_dir)})
-        result = train(cfg, resume=True)
+        run = RunDir(args.resume)
+        if not run.has_checkpoint():
+            raise SarbError(f"{run.path}: no {RunDir.LAST} to resume from")
+        saved = load_yaml(run / RunDir.CONFIG)
+        cfg = resolve_config(None, **{**saved, "out": str(run.path)})
+        result = fit(cfg, resume=True)
     else:
         cfg = resolve_config(args)
         pick_device(cfg.device)  # a wrong --device is the one line printed, not after the note
@@ -35,10 +36,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"{cfg.image_size} px) is slow on a CPU; `--config demo` has the demo's settings",
                 file=sys.stderr,
             )
-        result = train(cfg)
+        result = fit(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
-        print(format_table({cfg.method: result}))
-        print(f"run directory: {run_dir_for(cfg)}", file=sys.stderr)
+        print(format_metrics({cfg.method: result}))
+        print(f"run directory: {result['run_dir']}", file=sys.stderr)
     return 0
 
 
@@ -54,8 +55,8 @@ def demo_config_path() -> Path:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sarb.config import load_yaml, resolve_config
-    from sarb.engine import train
-    from sarb.metrics import format_table
+    from sarb.engine import fit
+    from sarb.metrics import format_metrics
 
     settings = load_yaml(demo_config_path())
     rows = {}
@@ -66,9 +67,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"== {method}: training on the demo dataset, {cfg.known:.0%} known labels",
             file=sys.stderr,
         )
-        rows[method] = train(cfg)
+        rows[method] = fit(cfg)
     print(f"\nDemo test split, {cfg.known:.0%} known training labels ({cfg.ap} AP, percent):")
-    print(format_table(rows))
+    print(format_metrics(rows))
+    print(f"run directories: {Path(args.out).resolve()}/<method>", file=sys.stderr)
     return 0
 
 
@@ -108,7 +110,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from sarb.api import load_model
     from sarb.data.manifest import read_manifest
-    from sarb.engine import load_splits
+    from sarb.data.splits import load_splits
 
     dataset = args.dataset or ("manifest" if args.test else None)
     if args.test and dataset != "manifest":
@@ -218,13 +220,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from sarb.methods import list_methods
+    from sarb.presets import PRESETS, describe
 
-    infos = list_methods()
-    w = max(len(m.name) for m in infos)
-    r = max(len(m.reference) for m in infos)
-    for m in infos:
-        print(f"{m.name:<{w}}  {m.reference:<{r}}  {m.summary}")
+    entries = PRESETS.list()
+    w = max(len(e.name) for e in entries)
+    r = max(len(e.info["reference"]) for e in entries)
+    for e in entries:
+        print(f"{e.name:<{w}}  {e.info['reference']:<{r}}  {e.info['summary']}")
+        print(f"{'':<{w}}  {describe(e.name)}")
     return 0
 
 

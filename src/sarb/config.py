@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from sarb.data.partial import check_known
 from sarb.errors import SarbError
+from sarb.presets import DEFAULT_METHOD, apply_preset
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -43,12 +45,26 @@ class TrainConfig:
         ("negative", "ignore"),
     )
     val_fraction: float = _opt(0.1, "fraction of the training set held out when --val is not given")
-    known: float = _opt(1.0, "proportion of training labels kept (SPEC §2); 1 keeps the manifest's")
+    known: float = _opt(1.0, "fraction of training labels kept (the paper's masks); 1 keeps all")
     mask_protocol: str = _opt("hcp", "how labels are hidden", ("hcp", "per-image", "generator"))
     mask_seed: int = _opt(0, "seed of the label mask (0 reproduces the paper's masks)")
     cache_dir: str | None = _opt(None, "where the demo data and feature caches live")
+    # method: a preset, and its parts (sarb.presets)
+    method: str | None = _opt(None, f"method preset (see `sarb methods`; {DEFAULT_METHOD})")
+    head: str | None = _opt(None, "head on the feature map: linear, csrl, gcn, kggr (the preset's)")
+    loss: str | None = _opt(
+        None, "loss: partial-bce, partial-bce-durand, assume-negative (the preset's)"
+    )
+    augment: str | None = _opt(
+        None,
+        "comma-separated augmentations, or none: ilrb, plrb, contrastive, ip-mixup, fm-mixup,"
+        " curriculum (the preset's)",
+    )
+    attention: str | None = _opt(None, "CSRL of the csrl head (the preset's)", ("sd", "sam"))
+    blend_weights: str | None = _opt(
+        None, "ILRB/PLRB blend weights a, b (the preset's)", ("learned", "fixed")
+    )
     # model
-    method: str = _opt("bce-ignore", "training method (see `sarb methods`)")
     backbone: str = _opt("resnet101", "backbone network")
     weights: str = _opt("auto", "backbone weights: auto, random, or a state-dict path")
     trainable: str = _opt("paper", "backbone layers that train", ("paper", "all", "none"))
@@ -63,7 +79,7 @@ class TrainConfig:
     lr: float = _opt(1e-5, "Adam learning rate")
     weight_decay: float = _opt(5e-4, "Adam weight decay")
     lr_step: int = _opt(10, "divide the learning rate by 10 every this many epochs")
-    augment: bool = _opt(True, "random crop and flip of SPEC §6 during training")
+    crop_flip: bool = _opt(True, "random crop and flip of the paper's recipe during training")
     feature_cache: bool = _opt(
         False, "cache frozen-backbone feature maps on disk (--trainable none)"
     )
@@ -106,10 +122,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and value is not None and value not in choices:
                 raise SarbError(f"--{_flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
-        if not 0.0 < self.known <= 1.0:
-            raise SarbError(f"--known must be in (0, 1], got {self.known}")
+        check_known(self.known)
         for name in (
             "epochs",
             "batch_size",
@@ -209,6 +224,15 @@ def read_config_sections(
     return out, extra
 
 
+def legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values of sarb 0.1 in today's names: its ``augment: true|false`` (random crop and
+    flip) is ``crop_flip``; ``augment`` now names the method's augmentations."""
+    if isinstance(values.get("augment"), bool):
+        values = dict(values)
+        values["crop_flip"] = values.pop("augment")
+    return values
+
+
 def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then ``args.config`` (YAML), then the flags given, then ``overrides``."""
     values: dict[str, Any] = {}
@@ -219,6 +243,7 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
             if getattr(args, f.name, None) is not None:
                 values[f.name] = getattr(args, f.name)
     values.update(overrides)
+    values = apply_preset(legacy_keys(values))
     hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():
         tp = _base_type(hints[name])
@@ -231,6 +256,19 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
     return cfg
 
 
-def save_config(cfg: TrainConfig, path: Path) -> None:
-    """Write the resolved configuration so that a run can be repeated exactly."""
-    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+def config_yaml(cfg: TrainConfig) -> str:
+    """The resolved configuration as YAML (a run's ``config.yaml``): a run can be repeated."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+PATH_FIELDS = ("train", "val", "test", "root", "annotations", "images", "test_annotations",
+               "test_images", "cache_dir")  # fmt: skip
+"""Fields that name files or folders: stored absolute, so a checkpoint works from any folder."""
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with its data paths (and a weights file) made absolute."""
+    fixed = {f: str(Path(v).resolve()) for f in PATH_FIELDS if (v := getattr(cfg, f))}
+    if cfg.weights not in ("auto", "random", "imagenet") and Path(cfg.weights).is_file():
+        fixed["weights"] = str(Path(cfg.weights).resolve())
+    return dataclasses.replace(cfg, **fixed)

@@ -44,6 +44,11 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def is_main() -> bool:
+    """Whether this process writes files and prints (rank 0, or the only process)."""
+    return not active() or dist.get_rank() == 0
+
+
 def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` (variable first dimension) from every rank, in rank order."""
     if not active():

@@ -7,20 +7,25 @@ soft (``1 - a`` after blending). The BCE target is ``max(t, 0)``; the known mask
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sarb.registry import Registry
 
 NORMALIZATIONS = ("batch", "image")
 
 
 def _masked_bce(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Element-wise BCE (B, C), zero on unknown entries, and the known mask (B, C) bool."""
-    known = targets != 0  # (B, C)
+    known_mask = targets != 0  # (B, C)
     soft = targets.clamp(min=0).to(logits.dtype)  # (B, C): max(t, 0), soft positives allowed
     bce = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")  # (B, C)
     # where (not a product) so that an infinite BCE on an unknown entry cannot turn into NaN.
-    return torch.where(known, bce, torch.zeros_like(bce)), known
+    return torch.where(known_mask, bce, torch.zeros_like(bce)), known_mask
 
 
 def partial_bce(logits: Tensor, targets: Tensor, normalize: str = "batch") -> Tensor:
@@ -39,11 +44,11 @@ def partial_bce(logits: Tensor, targets: Tensor, normalize: str = "batch") -> Te
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    bce, known = _masked_bce(logits, targets)  # (B, C), (B, C)
+    bce, known_mask = _masked_bce(logits, targets)  # (B, C), (B, C)
     if normalize == "batch":
-        n_known = known.sum()  # ()
+        n_known = known_mask.sum()  # ()
         return bce.sum() / n_known.clamp(min=1).to(bce.dtype)
-    per_image_n = known.sum(dim=1)  # (B,)
+    per_image_n = known_mask.sum(dim=1)  # (B,)
     per_image = bce.sum(dim=1) / per_image_n.clamp(min=1).to(bce.dtype)  # (B,)
     has_known = per_image_n > 0  # (B,)
     n_images = has_known.sum()  # ()
@@ -77,9 +82,9 @@ def partial_bce_durand(logits: Tensor, targets: Tensor) -> Tensor:
 
     logits, targets: (B, C). Returns a scalar.
     """
-    bce, known = _masked_bce(logits, targets)  # (B, C)
+    bce, known_mask = _masked_bce(logits, targets)  # (B, C)
     num_classes = targets.shape[1]
-    p = known.sum(dim=1).to(bce.dtype) / num_classes  # (B,) known proportion per image
+    p = known_mask.sum(dim=1).to(bce.dtype) / num_classes  # (B,) known fraction per image
     per_image = durand_weight(p) / num_classes * bce.sum(dim=1)  # (B,)
     return per_image.mean()
 
@@ -100,10 +105,10 @@ def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "all") 
     b = features.shape[0]
     x = F.normalize(features, dim=-1)  # (B, C, D), unit vectors
     cos = torch.einsum("ncd,mcd->cnm", x, x)  # (C, B, B)
-    known = (targets != 0).T  # (C, B)
+    known_mask = (targets != 0).T  # (C, B)
     pos = (targets > 0).T  # (C, B)
     upper = torch.ones(b, b, dtype=torch.bool, device=features.device).triu(diagonal=1)  # (B, B)
-    pairs = known[:, :, None] & known[:, None, :] & upper  # (C, B, B), n < m, both known
+    pairs = known_mask[:, :, None] & known_mask[:, None, :] & upper  # (C, B, B), n < m, both known
     both_pos = pos[:, :, None] & pos[:, None, :]  # (C, B, B)
     per_pair = torch.where(both_pos, 1.0 - cos, 1.0 + cos)  # (C, B, B)
     if negatives == "sampled":
@@ -136,7 +141,29 @@ def _sample_negative_pairs(cos: Tensor, pairs: Tensor, positive: Tensor) -> Tens
     return positive | (hard | rand).reshape_as(pairs)
 
 
+def assume_negative_bce(logits: Tensor, targets: Tensor, normalize: str = "batch") -> Tensor:
+    """The naive baseline: every unknown label is taken as absent, then :func:`partial_bce`."""
+    return partial_bce(logits, torch.where(targets == 0, -1.0, targets), normalize)
+
+
+Loss = Callable[[Tensor, Tensor], Tensor]
+"""A method's loss: ``loss(logits (B, C), targets (B, C)) -> scalar``."""
+LOSSES: Registry[Loss] = Registry("loss", "--loss")
+"""``LOSSES.create(name, cfg)``: the loss of ``--loss name`` with its settings from ``cfg``."""
+LOSSES.register("partial-bce", summary="BCE over the known labels (SSGRL, SARB)")(
+    lambda cfg: functools.partial(partial_bce, normalize=cfg.bce_normalize)
+)
+LOSSES.register("partial-bce-durand", summary="known-label BCE scaled by g(p) (Durand et al.)")(
+    lambda cfg: partial_bce_durand
+)
+LOSSES.register("assume-negative", summary="unknown labels taken as absent")(
+    lambda cfg: functools.partial(assume_negative_bce, normalize=cfg.bce_normalize)
+)
+
+
 __all__ = [
+    "LOSSES",
+    "assume_negative_bce",
     "contrastive_loss",
     "durand_weight",
     "partial_bce",

@@ -242,7 +242,7 @@ def _cell(value: Any) -> str:
     return f"{v:.1f}" if math.isfinite(v) else "-"
 
 
-def format_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+def format_metrics(rows: Mapping[str, Mapping[str, Any]]) -> str:
     """Plain-text table, one row per name, columns mAP CP CR CF1 OP OR OF1 (one decimal).
 
     ``rows`` maps a name (e.g. a method) to a dict such as ``compute_metrics`` returns;

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import io
 import math
-import os
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -41,7 +40,9 @@ from typing import Any
 import numpy as np
 
 from sarb.errors import SarbError
+from sarb.files import atomic_write
 from sarb.published import dataset_column, paper_avg_map
+from sarb.runs import RunDir
 
 METRICS = ("mAP", "OP", "OR", "OF1", "CP", "CR", "CF1")
 """SPEC §7 metrics with the threshold rule, in the paper's order."""
@@ -105,16 +106,12 @@ def _csv_value(value: Any) -> str:
 
 def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write ``results.csv`` atomically (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for row in rows:
-                writer.writerow([_csv_value(row.get(c)) for c in COLUMNS])
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_csv_value(row.get(c)) for c in COLUMNS])
+    atomic_write(path, buf.getvalue(), fsync=False)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -307,12 +304,7 @@ def _figure(ncols: int, width: float = 6.4, height: float = 4.4):
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), fsync=False)
 
 
 def _colors(n: int) -> list[Any]:
@@ -368,22 +360,10 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
-def read_loss_log(log: Path, key: str = "loss") -> tuple[list[int], list[float]]:
-    """Epochs and per-epoch means of ``key`` from a run's ``log.jsonl`` (empty if unreadable)."""
-    epochs, losses = [], []
-    try:
-        lines = log.read_text().splitlines()
-    except OSError:
-        return [], []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get(key), (int, float)) and "epoch" in rec:
-            epochs.append(int(rec["epoch"]))
-            losses.append(float(rec[key]))
-    return epochs, losses
+def read_loss_log(run: RunDir, key: str = "loss") -> tuple[list[int], list[float]]:
+    """Epochs and per-epoch means of ``key`` from a run's log (empty if unreadable)."""
+    records = [r for r in run.read_log() if isinstance(r.get(key), (int, float)) and "epoch" in r]
+    return [int(r["epoch"]) for r in records], [float(r[key]) for r in records]
 
 
 def loss_curve_runs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -411,8 +391,8 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
         drawn = 0
         for j, (r, color) in enumerate(zip(runs, _colors(len(runs)), strict=True)):
             run_dir = Path(r.get("run_dir") or "")
-            log = (run_dir if run_dir.is_absolute() else base / run_dir) / "log.jsonl"
-            epochs, losses = read_loss_log(log)
+            run = RunDir(run_dir if run_dir.is_absolute() else base / run_dir)
+            epochs, losses = read_loss_log(run)
             if epochs:
                 label = f"{r['method']} (known {_pct(r['known'])}, seed {r['seed']})"
                 ax.plot(
@@ -424,7 +404,7 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
                     label=label + (": total" if pair else ""),
                 )
                 drawn += 1
-            bce_epochs, bce = read_loss_log(log, "bce")
+            bce_epochs, bce = read_loss_log(run, "bce")
             if pair and bce_epochs:  # the term both share: BCE on the images' own features
                 ax.plot(bce_epochs, bce, ls="--", color=color, label=f"{r['method']}: BCE term")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -448,10 +428,7 @@ def write_report(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     rows = read_results(out_dir / RESULTS)
     table = out_dir / TABLE
-    try:
-        table.write_text(format_table(rows))
-    except OSError as exc:
-        raise SarbError(f"{table}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(table, format_table(rows), fsync=False)
     plot_map_vs_known(rows, out_dir / MAP_FIGURE)
     plot_loss_curves(rows, out_dir, out_dir / LOSS_FIGURE)
     return [table, out_dir / MAP_FIGURE, out_dir / LOSS_FIGURE]

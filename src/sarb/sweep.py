@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 import traceback
@@ -53,17 +52,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from sarb import report
 from sarb.config import (
+    PATH_FIELDS,
     TrainConfig,
     add_config_arguments,
     config_path,
     read_config_sections,
     resolve_config,
 )
+from sarb.data.partial import check_known
 from sarb.errors import SarbError
+from sarb.presets import PART_FIELDS, PRESETS
+from sarb.runs import RunDir
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """The known-label proportions of the paper's tables (SPEC §7: "Avg." is their mean)."""
@@ -89,9 +90,9 @@ class Cell:
     def label(self) -> str:
         return f"{self.method} known={self.known:g} seed={self.seed}"
 
-    def run_dir(self, out: Path) -> Path:
+    def run_dir(self, out: Path) -> RunDir:
         """``DIR/runs/{method}/known{p}/seed{s}``."""
-        return out / "runs" / self.method / f"known{self.known:g}" / f"seed{self.seed}"
+        return RunDir(out / "runs" / self.method / f"known{self.known:g}" / f"seed{self.seed}")
 
 
 @dataclass
@@ -115,7 +116,7 @@ class SweepPlan:
             "method": cell.method,
             "known": cell.known,
             "seed": cell.seed,
-            "out": str(cell.run_dir(self.out)),
+            "out": str(cell.run_dir(self.out).path),
         }
         return resolve_config(None, **values)
 
@@ -130,7 +131,7 @@ class SweepOutcome:
 
 
 def parse_known(value: str | float | list | tuple) -> list[float]:
-    """``"0.1,0.5"`` or a list -> sorted distinct proportions, each in (0, 1]."""
+    """``"0.1,0.5"`` or a list -> sorted distinct fractions, each in (0, 1]."""
     items = value.split(",") if isinstance(value, str) else value
     items = items if isinstance(items, (list, tuple)) else [items]
     out = []
@@ -140,19 +141,15 @@ def parse_known(value: str | float | list | tuple) -> list[float]:
             p = float(text)
         except ValueError:
             raise SarbError(f"--known: {text!r} is not a number") from None
-        if not 0.0 < p <= 1.0:
-            raise SarbError(f"--known: {text} is not in (0, 1]")
-        out.append(p)
+        out.append(check_known(p))
     if not out:
         raise SarbError("--known: no proportion given")
     return sorted(set(out))
 
 
 def parse_methods(value: str | list | tuple) -> list[str]:
-    """``"a,b"``, a list, or ``"all"`` (every registered method) -> method names, checked."""
-    from sarb.methods import list_methods
-
-    registered = [m.name for m in list_methods()]
+    """``"a,b"``, a list, or ``"all"`` (every preset) -> method names, checked."""
+    registered = PRESETS.names()
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     names = [n.strip() for n in items if n.strip()]
     if names == ["all"]:
@@ -246,26 +243,17 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     return plan
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def config_differences(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
-    """Settings in which ``run_dir/config.yaml`` differs from ``cfg`` (data paths and the run
+def config_differences(run: RunDir, cfg: TrainConfig) -> list[str] | None:
+    """Settings in which the run's ``config.yaml`` differs from ``cfg`` (data paths and the run
     directory aside, which a run stores resolved); None when there is no readable config."""
-    from sarb.engine import PATH_FIELDS
-
-    try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+    saved = run.read_config()
+    if saved is None:
         return None
-    if not isinstance(saved, dict):
-        return None
+    if not any(f in saved for f in PART_FIELDS) and saved.get("method") in PRESETS:
+        saved = {**PRESETS.create(saved["method"]).parts(), **saved}  # written by sarb 0.1
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
+    if cfg.embeddings == "auto":  # the run recorded what "auto" resolved to
+        ignore.add("embeddings")
     diffs = []
     if cfg.amp is None:  # unset: the run recorded what its device resolved it to
         ignore.add("amp")
@@ -310,17 +298,14 @@ def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[
     """``results.csv`` rows of every finished cell under ``out/runs``, in grid order (the
     methods of ``method_order`` first), ``run_dir`` relative to ``out``."""
     rows = []
-    for metrics_file in sorted((out / "runs").glob("*/known*/seed*/metrics.json")):
-        metrics = _load_json(metrics_file)
+    for metrics_file in sorted((out / "runs").glob(f"*/known*/seed*/{RunDir.METRICS}")):
+        run = RunDir(metrics_file.parent)
+        metrics = run.read_metrics()
         if metrics is None or not {"method", "known", "seed"} <= metrics.keys():
             continue
-        run_dir = metrics_file.parent
-        try:
-            saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            saved = {}
+        saved = run.read_config() or {}
         dataset = str(saved.get("dataset") or metrics.get("dataset") or "")
-        rows.append(report.result_row(metrics, dataset, run_dir.relative_to(out).as_posix()))
+        rows.append(report.result_row(metrics, dataset, run.path.relative_to(out).as_posix()))
     order = {m: i for i, m in enumerate(method_order or [])}
     rows.sort(
         key=lambda r: (order.get(r["method"], len(order)), r["method"], r["known"], r["seed"])
@@ -337,17 +322,12 @@ def write_outputs(out: Path, method_order: list[str] | None = None) -> None:
 def _record_failure(out: Path, cell: Cell, error: str, exc: BaseException) -> None:
     with (out / FAILURES).open("a") as f:
         f.write(f"{cell.label}: {error}\n")
-    run_dir = cell.run_dir(out)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
-    except OSError:
-        pass
+    cell.run_dir(out).write_error("".join(traceback.format_exception(exc)))
 
 
 def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
     """Run the plan's cells in order, skipping finished ones; outputs rewritten after each."""
-    from sarb import engine
+    from sarb.engine import fit
 
     stream = stream or sys.stderr
     out = plan.out
@@ -357,7 +337,7 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
     except OSError as exc:
         raise SarbError(f"{out}: cannot write the sweep directory ({exc.strerror})") from None
     cells = plan.cells()
-    todo = [c for c in cells if _load_json(c.run_dir(out) / "metrics.json") is None]
+    todo = [c for c in cells if c.run_dir(out).read_metrics() is None]
     outcome, times = SweepOutcome(), {}
 
     def say(i: int, cell: Cell, text: str) -> None:
@@ -365,30 +345,29 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
 
     for i, cell in enumerate(cells, start=1):
         cfg = plan.config(cell)
-        run_dir = cell.run_dir(out)
-        done = _load_json(run_dir / "metrics.json")
+        run = cell.run_dir(out)
+        done = run.read_metrics()
         if done is not None:
-            diffs = config_differences(run_dir, cfg)
+            diffs = config_differences(run, cfg)
             note = f"; note: it ran with {', '.join(diffs)}" if diffs else ""
             say(i, cell, f"done before ({_map_text(done)}), skipped{note}")
             outcome.skipped.append(cell)
             continue
-        has_last = any((run_dir / f).is_file() for f in ("last.pt", "last.prev.pt"))
-        resume = has_last and config_differences(run_dir, cfg) == []
+        resume = run.has_checkpoint() and config_differences(run, cfg) == []
         if resume:
             say(i, cell, "resuming the interrupted run")
         started = time.monotonic()
         try:
-            result = engine.train(cfg, quiet=True, **({"resume": True} if resume else {}))
+            result = fit(cfg, quiet=True, resume=resume)
         except Exception as exc:  # one cell's failure never stops the others
             error = _error_text(exc)
             if resume:
-                error += f" (while resuming; delete {run_dir} to start the cell over)"
+                error += f" (while resuming; delete {run.path} to start the cell over)"
             say(i, cell, f"FAILED ({error})")
             outcome.failed.append((cell, error))
             _record_failure(out, cell, error, exc)
         else:
-            (run_dir / "error.txt").unlink(missing_ok=True)
+            run.clear_error()
             elapsed = time.monotonic() - started
             times.setdefault(cell.method, []).append(elapsed)
             outcome.trained.append(cell)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sarb.data.dataset import LabelledImages
-from sarb.data.sources import Source, cache_root, read_json, require_images
+from sarb.data.sources import DATASETS, Source, cache_root, read_json, require_images
 from sarb.errors import SarbError
 
 # The 80 categories of COCO 2014/2017 in ascending category id (ids 1..90 with gaps).
@@ -164,6 +164,7 @@ def parse_instances(path: str | Path) -> CocoLabels:
     return CocoLabels(file_names, labels, category_ids, names)
 
 
+@DATASETS.register("coco")
 def coco_source(cfg: Any) -> Source:
     """``--dataset coco``: ``--annotations``/``--images`` train, ``--test-annotations`` test.
 
@@ -182,6 +183,7 @@ def coco_source(cfg: Any) -> Source:
     return Source(Path(cfg.annotations).stem, train, None, test)
 
 
+@DATASETS.register("coco2014")
 def coco2014_source(cfg: Any) -> Source:
     """``--dataset coco2014 --root DIR``: train2014 for training, val2014 for testing."""
     if not cfg.root:

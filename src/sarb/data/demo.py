@@ -19,10 +19,13 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sarb.data.manifest import read_manifest
+from sarb.data.sources import DATASETS, Source, cache_root
 from sarb.errors import SarbError
 
 DEMO_VERSION = "v1"
@@ -70,13 +73,7 @@ _MAX_OVERLAP = 0.3  # largest fraction of a smaller digit box another digit box 
 def demo_root(cache_dir: str | Path | None = None) -> Path:
     """Where the demo dataset lives: ``cache_dir``, else ``$SARB_CACHE_DIR``, else the user
     cache directory, then ``demo-<version>`` (a new version never reuses an old cache)."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("SARB_CACHE_DIR") or None
-    if cache_dir is None:
-        import platformdirs
-
-        cache_dir = platformdirs.user_cache_dir("sarb")
-    return Path(cache_dir).expanduser() / f"demo-{DEMO_VERSION}"
+    return cache_root(cache_dir) / f"demo-{DEMO_VERSION}"
 
 
 def ensure_demo(cache_dir: str | Path | None = None) -> Path:
@@ -517,3 +514,12 @@ def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> s
     lines.append("  co-occurrence counts (rows/columns in class order, diagonal = class counts):")
     lines += ["    " + " ".join(f"{v:5d}" for v in row) for row in stats["cooccurrence"]]
     return "\n".join(lines) + "\n"
+
+
+@DATASETS.register("demo")
+def demo_source(cfg: Any) -> Source:
+    """The embedded demo dataset (built on first use in the cache folder)."""
+    root = ensure_demo(cfg.cache_dir)
+    train = read_manifest(root / "train.csv")
+    val = read_manifest(root / "val.csv", train.class_names)
+    return Source("demo", train, val, read_manifest(root / "test.csv", train.class_names))

@@ -24,11 +24,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sarb.data.csvio import read_text_lines
 from sarb.data.dataset import LabelledImages
+from sarb.data.sources import DATASETS, Source
 from sarb.errors import SarbError
 
 _VALUES = {"1": 1, "-1": -1, "0": 0, "": 0}
@@ -296,3 +298,13 @@ def write_manifest_csv(path: str | Path, data: LabelledImages) -> None:
                 writer.writerow([Path(rel).as_posix(), *(str(int(v)) for v in row)])
     except OSError as exc:
         raise SarbError(f"{path}: cannot write manifest ({exc.strerror or exc})") from None
+
+
+@DATASETS.register("manifest")
+def manifest_source(cfg: Any) -> Source:
+    """``--train`` and ``--test`` manifests (and ``--val`` when given)."""
+    if not (cfg.train and cfg.test):
+        raise SarbError("--dataset manifest needs --train and --test manifests")
+    train = read_manifest(cfg.train)
+    val = read_manifest(cfg.val, train.class_names) if cfg.val else None
+    return Source(Path(cfg.train).stem, train, val, read_manifest(cfg.test, train.class_names))

@@ -16,7 +16,8 @@ from sarb.errors import SarbError
 PROTOCOLS: tuple[str, ...] = ("hcp", "per-image", "generator")
 
 
-def _check_known(known: float) -> float:
+def check_known(known: float) -> float:
+    """The known-label fraction (``--known``), checked: a number in (0, 1]."""
     if isinstance(known, bool) or not isinstance(known, numbers.Real):
         raise SarbError(f"--known must be a number in (0, 1], got {known!r}")
     value = float(known)
@@ -81,7 +82,7 @@ def mask_labels(full: np.ndarray, known: float, seed: int = 0, protocol: str = "
         raise SarbError(
             f"unknown partial-label protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}"
         )
-    known = _check_known(known)
+    known = check_known(known)
     seed = _check_seed(seed, 2**32 if protocol == "hcp" else 2**63)
     full = np.asarray(full)
     if full.size and not np.isin(full, (-1, 0, 1)).all():

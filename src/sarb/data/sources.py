@@ -1,11 +1,12 @@
 """The dataset registry: ``--dataset NAME`` reads a dataset's splits with complete labels.
 
 A reader returns the training split (full labels, in the dataset's canonical order), the
-validation split if the dataset has one, and the test split. The engine then hides training
-labels (SPEC §2) and, without a validation split, carves one from the training split.
+validation split if the dataset has one, and the test split; ``sarb.data.splits`` then hides
+training labels and, without a validation split, carves one from the training split.
 
-Registered: ``demo``, ``manifest``, and the paper's datasets ``coco2014``, ``coco`` (any
-COCO-format file), ``voc2007`` and ``vg200`` (readers in coco.py, voc.py and vg.py).
+Each reader registers itself where it is defined: ``demo`` (demo.py), ``manifest``
+(manifest.py), and the paper's datasets ``coco2014`` and ``coco`` (any COCO-format file,
+coco.py), ``voc2007`` (voc.py) and ``vg200`` (vg.py). Importing ``sarb.data`` imports them all.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 from sarb.data.csvio import read_bytes
 from sarb.data.dataset import LabelledImages
-from sarb.data.manifest import read_manifest
 from sarb.errors import SarbError
+from sarb.registry import Registry
 
 
 @dataclass
@@ -32,52 +33,24 @@ class Source:
 
 
 Reader = Callable[[Any], Source]  # TrainConfig -> Source
-_DATASETS: dict[str, Reader] = {}
-
-
-def register_dataset(name: str) -> Callable[[Reader], Reader]:
-    """Decorator adding a reader under ``--dataset name``."""
-
-    def wrap(reader: Reader) -> Reader:
-        _DATASETS[name] = reader
-        return reader
-
-    return wrap
-
-
-def list_datasets() -> list[str]:
-    return list(_DATASETS)
+DATASETS: Registry[Source] = Registry("dataset", "--dataset")
 
 
 def read_dataset(cfg: Any) -> Source:
     """The splits of ``cfg.dataset``; a one-line error for an unknown name."""
-    if cfg.dataset not in _DATASETS:
-        raise SarbError(f"--dataset {cfg.dataset!r}: choose from {', '.join(_DATASETS)}")
-    return _DATASETS[cfg.dataset](cfg)
+    return DATASETS.create(cfg.dataset, cfg)
 
 
-@register_dataset("demo")
-def _demo(cfg: Any) -> Source:
-    from sarb.data.demo import ensure_demo
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The folder of sarb's caches (demo data, feature maps, parsed annotations):
+    ``cache_dir``, else ``$SARB_CACHE_DIR``, else the user cache directory."""
+    if cache_dir is None:
+        cache_dir = os.environ.get("SARB_CACHE_DIR") or None
+    if cache_dir is None:
+        import platformdirs
 
-    root = ensure_demo(cfg.cache_dir)
-    train = read_manifest(root / "train.csv")
-    val = read_manifest(root / "val.csv", train.class_names)
-    return Source("demo", train, val, read_manifest(root / "test.csv", train.class_names))
-
-
-@register_dataset("manifest")
-def _manifest(cfg: Any) -> Source:
-    if not (cfg.train and cfg.test):
-        raise SarbError("--dataset manifest needs --train and --test manifests")
-    train = read_manifest(cfg.train)
-    val = read_manifest(cfg.val, train.class_names) if cfg.val else None
-    return Source(Path(cfg.train).stem, train, val, read_manifest(cfg.test, train.class_names))
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers shared by the paper-dataset readers (coco.py, voc.py, vg.py)
-# --------------------------------------------------------------------------------------------
+        cache_dir = platformdirs.user_cache_dir("sarb")
+    return Path(cache_dir).expanduser()
 
 
 def require_images(images: Sequence[Path], listed_in: str) -> None:
@@ -104,46 +77,6 @@ def require_images(images: Sequence[Path], listed_in: str) -> None:
         names = listing[folder]
         if not (path.name in names if names is not None else path.is_file()):
             raise SarbError(f"{path}: image file not found (listed in {listed_in})")
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """The folder of sarb's caches: ``cache_dir``, else ``$SARB_CACHE_DIR``, else the user cache."""
-    from sarb.data.demo import demo_root
-
-    return demo_root(cache_dir).parent
-
-
-# --------------------------------------------------------------------------------------------
-# The paper's datasets (SPEC §3); the modules are imported only when a reader runs
-# --------------------------------------------------------------------------------------------
-
-
-@register_dataset("coco2014")
-def _coco2014(cfg: Any) -> Source:
-    from sarb.data.coco import coco2014_source
-
-    return coco2014_source(cfg)
-
-
-@register_dataset("coco")
-def _coco(cfg: Any) -> Source:
-    from sarb.data.coco import coco_source
-
-    return coco_source(cfg)
-
-
-@register_dataset("voc2007")
-def _voc2007(cfg: Any) -> Source:
-    from sarb.data.voc import voc2007_source
-
-    return voc2007_source(cfg)
-
-
-@register_dataset("vg200")
-def _vg200(cfg: Any) -> Source:
-    from sarb.data.vg import vg200_source
-
-    return vg200_source(cfg)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -38,7 +38,7 @@ import numpy as np
 
 from sarb.data.csvio import read_matrix, read_text_lines, write_matrix
 from sarb.data.dataset import LabelledImages
-from sarb.data.sources import Source, read_json, require_images
+from sarb.data.sources import DATASETS, Source, read_json, require_images
 from sarb.errors import SarbError
 
 NUM_CLASSES = 200
@@ -152,6 +152,7 @@ def read_vg200(
     return splits[0], splits[1]
 
 
+@DATASETS.register("vg200")
 def vg200_source(cfg: Any) -> Source:
     """``--dataset vg200 --root BUILD_DIR [--images VG_IMAGES]``."""
     if not cfg.root:

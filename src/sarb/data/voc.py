@@ -20,7 +20,7 @@ import numpy as np
 
 from sarb.data.csvio import read_text_lines
 from sarb.data.dataset import LabelledImages
-from sarb.data.sources import Source, require_images
+from sarb.data.sources import DATASETS, Source, require_images
 from sarb.errors import SarbError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -76,6 +76,7 @@ def read_voc_split(
     return LabelledImages(images, labels, list(VOC_CLASSES), source=str(listing))
 
 
+@DATASETS.register("voc2007")
 def voc2007_source(cfg: Any) -> Source:
     """``--dataset voc2007 --root DIR [--voc-difficult negative|ignore]``."""
     if not cfg.root:

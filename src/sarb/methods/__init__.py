@@ -1,16 +1,9 @@
-"""The method registry: every training method is added in one place, ``register``.
+"""Training methods composed of parts: a head (``sarb.models.heads``), a loss
+(``sarb.losses``) and augmentations (:mod:`sarb.methods.augmentations`).
 
-A method is a :class:`~sarb.methods.base.Method`, a head on the backbone's feature map plus its
-training objective; all methods share the engine (``sarb.engine``).
+The named methods (``sarb methods``) are presets of these parts (``sarb.presets``).
 """
 
-from sarb.methods import (  # noqa: F401  (importing registers the methods)
-    curriculum,
-    gcn,
-    linear,
-    mixup,
-    sarb,
-)
-from sarb.methods.base import Method, MethodContext, MethodInfo, create_method, list_methods
+from sarb.methods.method import Method, build_method, check_parts
 
-__all__ = ["Method", "MethodContext", "MethodInfo", "create_method", "list_methods"]
+__all__ = ["Method", "build_method", "check_parts"]

@@ -4,9 +4,9 @@ mixup (Zhang, Cisse, Dauphin, Lopez-Paz, "mixup: Beyond Empirical Risk Minimizat
 trains on convex combinations ``lam * u_n + (1 - lam) * u_perm(n)`` of pairs of examples of the
 batch and of their label vectors, with one ``lam ~ Beta(alpha, alpha)`` per batch (alpha = 1 by
 default: lam uniform in (0, 1)). As in Zhang et al., the model trains on the mixed batch only.
-``ip-mixup`` mixes the images (pixel space, before the backbone, through the ``mix_inputs`` hook);
-``fm-mixup`` mixes the backbone's feature maps. Both use the pooled linear head (SPEC §8: "both
-without category-specific features") and the partial BCE over known labels.
+The ``ip-mixup`` augmentation mixes the images (pixel space, before the backbone); ``fm-mixup``
+mixes the backbone's feature maps. The SARB paper's ablation uses both with the pooled linear
+head ("without category-specific features") and the partial BCE over known labels.
 
 Mixing two *partial* label vectors (:func:`mix_targets`), per class, with the BCE targets
 t = 1 (present) or 0 (absent): the mixed entry is known only where BOTH entries are known, and
@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-from sarb.losses import partial_bce
-from sarb.methods.base import MethodContext, Terms, register
-from sarb.methods.linear import LinearHead
 
 
 def mix_targets(t1: Tensor, t2: Tensor, lam: float | Tensor) -> Tensor:
@@ -58,40 +54,4 @@ def mixup(inputs: Tensor, targets: Tensor, alpha: float) -> tuple[Tensor, Tensor
     return mixed, mix_targets(targets, targets[perm], lam)
 
 
-@register(
-    "ip-mixup",
-    "Zhang et al., ICLR 2018",
-    "SARB ablation: pooled features + linear; mixup of images and partial labels in pixel space",
-)
-class IPMixupHead(LinearHead):
-    """Pooled linear head; the engine's ``mix_inputs`` hook mixes the images (pixel space)."""
-
-    needs_images = True  # cached feature maps would turn pixel mixup into feature-map mixup
-
-    def __init__(self, ctx: MethodContext):
-        super().__init__(ctx, "ignore")
-        self.alpha = ctx.config.mixup_alpha
-
-    def mix_inputs(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        return mixup(images, targets, self.alpha)
-
-
-@register(
-    "fm-mixup",
-    "Zhang et al., ICLR 2018",
-    "SARB ablation: pooled features + linear; mixup of backbone feature maps and partial labels",
-)
-class FMMixupHead(LinearHead):
-    """Pooled linear head trained on mixed backbone feature maps (B, D, H, W)."""
-
-    def __init__(self, ctx: MethodContext):
-        super().__init__(ctx, "ignore")
-        self.alpha = ctx.config.mixup_alpha
-
-    def loss(self, fmap: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Terms]:
-        mixed, mixed_targets = mixup(fmap, targets, self.alpha)
-        bce = partial_bce(self.forward(mixed), mixed_targets, self.normalize)
-        return bce, {"bce": bce.detach()}
-
-
-__all__ = ["FMMixupHead", "IPMixupHead", "mix_targets", "mixup", "sample_lambda"]
+__all__ = ["mix_targets", "mixup", "sample_lambda"]

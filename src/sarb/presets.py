@@ -1,0 +1,136 @@
+"""Method presets: the named methods of the paper and its baselines as choices of parts.
+
+A method is a head (``--head``), a loss (``--loss``) and optional augmentations
+(``--augment``), plus two options of those parts: the CSRL attention (``--attention sd|sam``)
+and whether SARB's blend weights are learned (``--blend-weights learned|fixed``). Each preset
+below fixes all five; ``--method NAME`` starts from a preset and any part given as a flag (or
+config key) replaces the preset's. A run whose parts equal a preset's is named after it, any
+other combination by its parts (``csrl+partial-bce+ilrb+plrb``).
+
+This module is configuration (plain values); the parts themselves are built by
+``sarb.methods`` (heads in ``sarb.models.heads``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sarb.errors import SarbError
+from sarb.registry import Registry
+
+PART_FIELDS = ("head", "loss", "augment", "attention", "blend_weights")
+"""The TrainConfig fields that a preset sets."""
+DEFAULT_METHOD = "bce-ignore"
+"""The preset used when neither ``--method`` nor any part is given."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The parts of a named method (``augment``: comma-separated, "" for none)."""
+
+    head: str
+    loss: str
+    augment: str = ""
+    attention: str = "sd"
+    blend_weights: str = "learned"
+
+    def parts(self) -> dict[str, str]:
+        return {f: getattr(self, f) for f in PART_FIELDS}
+
+
+PRESETS: Registry[Preset] = Registry("method", "--method")
+
+
+def _preset(name: str, reference: str, summary: str, **parts: str) -> None:
+    PRESETS.register(name, reference=reference, summary=summary)(lambda: Preset(**parts))
+
+
+_SARB = "Pu et al., AAAI 2022"
+_FULL = "ilrb,plrb,contrastive"
+_preset("bce-ignore", "naive baseline", "BCE over known labels only",
+        head="linear", loss="partial-bce")  # fmt: skip
+_preset("bce-negative", "naive baseline", "unknown labels taken as absent",
+        head="linear", loss="assume-negative")  # fmt: skip
+_preset("partial-bce", "Durand et al., CVPR 2019", "BCE over known labels scaled by g(p)",
+        head="linear", loss="partial-bce-durand")  # fmt: skip
+_preset("curriculum", "Durand et al., CVPR 2019", "partial-BCE + confident pseudo-labels",
+        head="linear", loss="partial-bce-durand", augment="curriculum")  # fmt: skip
+_preset("ssgrl", "Chen et al., ICCV 2019", "SD + GGNN, no blending", head="csrl",
+        loss="partial-bce")  # fmt: skip
+_preset("sarb", _SARB, "the paper's method", head="csrl", loss="partial-bce", augment=_FULL)
+_preset("sarb-sam", _SARB, "semantic attention (SAM, ADD-GCN) instead of SD",
+        head="csrl", loss="partial-bce", augment=_FULL, attention="sam")  # fmt: skip
+_preset("sarb-ilrb", _SARB, "ablation: ILRB only", head="csrl", loss="partial-bce",
+        augment="ilrb,contrastive")  # fmt: skip
+_preset("sarb-plrb", _SARB, "ablation: PLRB only", head="csrl", loss="partial-bce",
+        augment="plrb,contrastive")  # fmt: skip
+_preset("sarb-ilrb-fixed", _SARB, "ablation: ILRB only, a fixed at 0.5", head="csrl",
+        loss="partial-bce", augment="ilrb,contrastive", blend_weights="fixed")  # fmt: skip
+_preset("sarb-plrb-fixed", _SARB, "ablation: PLRB only, b fixed at 0.5", head="csrl",
+        loss="partial-bce", augment="plrb,contrastive", blend_weights="fixed")  # fmt: skip
+_preset("gcn-ml", "Chen et al., CVPR 2019 (ML-GCN)", "classifiers from a GCN over class "
+        "embeddings", head="gcn", loss="partial-bce")  # fmt: skip
+_preset("kggr", "Chen et al., TPAMI 2021 (re-implemented)", "classifiers propagated by a "
+        "second GGNN", head="kggr", loss="partial-bce")  # fmt: skip
+_preset("ip-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of images (pixel space)",
+        head="linear", loss="partial-bce", augment="ip-mixup")  # fmt: skip
+_preset("fm-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of backbone feature maps",
+        head="linear", loss="partial-bce", augment="fm-mixup")  # fmt: skip
+
+
+def split_augment(value: str | None) -> list[str]:
+    """``"ilrb, plrb"`` -> ``["ilrb", "plrb"]``; ``""``, ``"none"`` and None -> ``[]``."""
+    names = [n.strip() for n in (value or "").split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    return list(dict.fromkeys(names))
+
+
+def method_name(parts: dict[str, Any]) -> str:
+    """The composed name of ``parts`` (``head+loss+aug1+aug2``), used when no preset matches."""
+    return "+".join([parts["head"], parts["loss"], *split_augment(parts["augment"])])
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a[f] == b[f] for f in PART_FIELDS if f != "augment") and set(
+        split_augment(a["augment"])
+    ) == set(split_augment(b["augment"]))
+
+
+def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``method`` and every part field of a config's ``values`` (a copy is returned).
+
+    The preset named by ``method`` (default :data:`DEFAULT_METHOD`) gives the parts; a part
+    set in ``values`` replaces the preset's. ``method`` is then the name of the preset with
+    exactly these parts (the named one first), else the composed name of the parts.
+    """
+    values = dict(values)
+    method = values.get("method")
+    given = {f: values[f] for f in PART_FIELDS if values.get(f) is not None}
+    if method is None or method in PRESETS:
+        base = PRESETS.create(method or DEFAULT_METHOD).parts()
+    elif "+" in method and {"head", "loss"} <= given.keys():  # a composed name, as recorded
+        base = PRESETS.create(DEFAULT_METHOD).parts()
+    else:
+        raise SarbError(f"--method {method!r}: unknown method; choose from {PRESETS.choices}")
+    parts = {**base, **given}
+    parts["augment"] = ",".join(split_augment(parts["augment"]))
+    order = [method] if method in PRESETS else []
+    order += [n for n in PRESETS.names() if n != method]
+    match = next((n for n in order if _same(PRESETS.create(n).parts(), parts)), None)
+    values.update(parts, method=match or method_name(parts))
+    return values
+
+
+def describe(name: str) -> str:
+    """One line of a preset's parts, e.g. ``head csrl, loss partial-bce, augment ilrb``."""
+    parts = PRESETS.create(name).parts()
+    text = f"--head {parts['head']} --loss {parts['loss']}"
+    if parts["augment"]:
+        text += f" --augment {parts['augment']}"
+    if parts["attention"] != "sd":
+        text += f" --attention {parts['attention']}"
+    if parts["blend_weights"] != "learned":
+        text += f" --blend-weights {parts['blend_weights']}"
+    return text

@@ -1,0 +1,200 @@
+"""The run directory: one object owns every file a training run writes and reads back.
+
+``RunDir(path)`` names the files; ``RunDir.for_config(cfg)`` picks the directory of a new run
+(``--out``, or ``runs/<time>-<method>`` stamped once) and records it in the config. Files:
+
+- ``config.yaml``: the resolved configuration (``out`` included), to repeat the run;
+- ``log.jsonl``: one record per epoch (and TensorBoard scalars under ``tensorboard/`` when
+  TensorBoard is installed);
+- ``last.pt`` (+ ``last.prev.pt``, the one before): the training state, for an exact resume;
+- ``best.pt``: the epoch with the best validation mAP; ``metrics.json``: its test metrics;
+- ``error.txt``: the traceback of a failed sweep cell.
+
+Every file is written atomically (:func:`sarb.files.atomic_write`); checkpoints are read with
+``torch.load(weights_only=True)``, so loading one never runs code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from sarb.checkpoint import load_checkpoint
+from sarb.config import TrainConfig, config_yaml
+from sarb.errors import SarbError
+from sarb.files import atomic_write
+
+
+class RunDir:
+    """The files of one training run, under ``path``."""
+
+    CONFIG = "config.yaml"
+    LOG = "log.jsonl"
+    LAST = "last.pt"
+    LAST_PREV = "last.prev.pt"
+    BEST = "best.pt"
+    METRICS = "metrics.json"
+    ERROR = "error.txt"
+    TENSORBOARD = "tensorboard"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig) -> tuple[RunDir, TrainConfig]:
+        """The run directory of ``cfg`` and the config that records it: ``cfg.out``, else
+        ``runs/<date>-<time>-<method>`` under the current folder (the time stamped once)."""
+        out = cfg.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}")
+        return cls(out), dataclasses.replace(cfg, out=str(Path(out).resolve()))
+
+    # ---------------------------------------------------------------------------------- config
+
+    def create(self, cfg: TrainConfig) -> None:
+        """Make the folder and write ``config.yaml``."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SarbError(
+                f"{self.path}: cannot write the run directory ({exc.strerror})"
+            ) from None
+        atomic_write(self / self.CONFIG, config_yaml(cfg))
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The keys of ``config.yaml``, or None when it is missing or unreadable."""
+        try:
+            saved = yaml.safe_load((self / self.CONFIG).read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        return saved if isinstance(saved, dict) else None
+
+    # ------------------------------------------------------------------------------ checkpoints
+
+    def has_checkpoint(self) -> bool:
+        """Whether there is a ``last.pt`` (or its predecessor) to resume from."""
+        return any((self / f).is_file() for f in (self.LAST, self.LAST_PREV))
+
+    def save(self, payload: dict[str, Any], best: bool) -> None:
+        """Write ``last.pt`` (keeping the previous one as ``last.prev.pt``, so that a last.pt
+        always exists) and, when ``best``, ``best.pt`` without the optimiser state."""
+        if best:
+            model_only = {k: v for k, v in payload.items() if k not in TRAINING_STATE}
+            atomic_write(self / self.BEST, lambda f: torch.save(model_only, f))
+        last = self / self.LAST
+        if last.is_file():  # linked aside first: last.pt never disappears
+            staged = self / f".{self.LAST_PREV}.tmp"
+            staged.unlink(missing_ok=True)
+            try:
+                os.link(last, staged)
+            except OSError:  # a file system without hard links
+                shutil.copy2(last, staged)
+            os.replace(staged, self / self.LAST_PREV)
+        atomic_write(last, lambda f: torch.save(payload, f))
+
+    def load_last(self, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """``last.pt``, or ``last.prev.pt`` when the former is missing or damaged (said so)."""
+        try:
+            return load_checkpoint(self / self.LAST, map_location=device)
+        except SarbError as exc:
+            previous = self / self.LAST_PREV
+            if not previous.is_file():
+                raise
+            print(f"sarb: {exc}; resuming from the previous checkpoint {previous}", file=sys.stderr)
+            return load_checkpoint(previous, map_location=device)
+
+    def load_best(self, device: torch.device | str = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self / self.BEST, map_location=device)
+
+    # ------------------------------------------------------------------------- metrics, errors
+
+    def write_metrics(self, result: dict[str, Any]) -> None:
+        atomic_write(self / self.METRICS, json.dumps(result, indent=2) + "\n")
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        """The content of ``metrics.json`` (a finished run), or None."""
+        try:
+            data = json.loads((self / self.METRICS).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_error(self, text: str) -> None:
+        """Record a failure's traceback (best effort: the failure is reported anyway)."""
+        try:
+            atomic_write(self / self.ERROR, text, fsync=False)
+        except SarbError:
+            pass
+
+    def clear_error(self) -> None:
+        (self / self.ERROR).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------- log
+
+    def open_log(self, resume_after: int | None = None) -> RunLog:
+        """The per-epoch log; when resuming after epoch N, records past N are dropped first
+        (the interrupted epoch is redone)."""
+        path = self / self.LOG
+        if resume_after is not None and path.is_file():
+            lines = path.read_text().splitlines(keepends=True)
+            atomic_write(path, "".join(lines[:resume_after]), fsync=False)
+        return RunLog(path, self / self.TENSORBOARD, append=resume_after is not None)
+
+    def read_log(self) -> list[dict[str, Any]]:
+        """The records of ``log.jsonl`` (unreadable lines skipped; empty when there is none)."""
+        try:
+            lines = (self / self.LOG).read_text().splitlines()
+        except OSError:
+            return []
+        records = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+TRAINING_STATE = ("optimizer", "scheduler", "rng")
+"""Checkpoint keys that only ``last.pt`` holds (what an exact resume needs beyond the model)."""
+
+
+class RunLog:
+    """Per-epoch records: ``log.jsonl``, and TensorBoard scalars when it is installed."""
+
+    def __init__(self, path: Path, tensorboard_dir: Path, append: bool = False):
+        self.file = path.open("a" if append else "w")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(tensorboard_dir))
+        except ImportError:  # tensorboard is optional
+            self.tensorboard = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tensorboard.add_scalar(key, value, record["epoch"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -1,0 +1,84 @@
+"""Where and how a run computes: the device, bf16 autocast, seeding and the RNG state."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from sarb import distributed
+from sarb.errors import SarbError
+
+
+def pick_device(name: str, dist_info: distributed.DistInfo | None = None) -> torch.device:
+    """``auto``: CUDA when available (this process's GPU under torchrun), else the CPU."""
+    if name == "auto" and torch.cuda.is_available() and dist_info and dist_info.enabled:
+        return torch.device("cuda", dist_info.local_rank)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SarbError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SarbError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SarbError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SarbError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def amp_enabled(amp: bool | None, device: torch.device) -> bool:
+    """bf16 autocast: ``--amp``/``--no-amp``, or when unset on CUDA only."""
+    return amp if amp is not None else device.type == "cuda"
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``enabled``, a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy's legacy RNG and torch; returns the generator of the data order."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (code that uses the legacy global RNG)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random stream a training run draws from, as tensors and numbers (an exact resume
+    reloads it with ``torch.load(weights_only=True)``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },  # fmt: skip
+        "python": random.getstate(),
+        "sampler": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(  # noqa: NPY002
+        (np_state["name"], keys, np_state["pos"], np_state["has_gauss"], np_state["gauss"])
+    )
+    random.setstate(state["python"])
+    generator.set_state(state["sampler"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
