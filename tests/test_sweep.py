@@ -65,7 +65,7 @@ def _fake_metrics(method: str, known: float, seed: int) -> dict:
 
 
 def _fake_train(calls: list, fail: tuple[str, float] | None = None):
-    """A stand-in for ``engine.train`` writing what a run writes, failing for one cell."""
+    """A stand-in for ``engine.fit`` writing what a run writes, failing for one cell."""
 
     def train(cfg, quiet=False, resume=False):
         calls.append((cfg.method, cfg.known, cfg.seed))
@@ -111,7 +111,7 @@ def test_rerun_skips_every_finished_cell(
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(engine, "train", no_training)
+    monkeypatch.setattr(engine, "fit", no_training)
     table = (swept / "table.md").read_bytes()
     config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
     args = _sweep_args(config, swept, "--methods", ",".join(METHODS), "--known", "0.3,0.7")
@@ -130,7 +130,7 @@ def test_a_failing_cell_is_reported_and_the_others_run(
     config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
     out = tmp_path / "out"
     calls: list = []
-    monkeypatch.setattr(engine, "train", _fake_train(calls, fail=("sarb", 0.3)))
+    monkeypatch.setattr(engine, "fit", _fake_train(calls, fail=("sarb", 0.3)))
     args = _sweep_args(config, out, "--methods", "bce-ignore,sarb", "--known", "0.3,0.7")
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -154,7 +154,7 @@ def test_a_failing_cell_is_reported_and_the_others_run(
 
     # a rerun retries only the failed cell; the failure record goes
     calls.clear()
-    monkeypatch.setattr(engine, "train", _fake_train(calls))
+    monkeypatch.setattr(engine, "fit", _fake_train(calls))
     assert main(args) == 0
     assert calls == [("sarb", 0.3, 0)]
     assert not (out / "failures.txt").exists()
@@ -274,7 +274,7 @@ def test_interrupted_cell_resumes(tiny_dataset, tmp_path: Path, capsys) -> None:
     ("extra", "message"),
     [
         (["--methods", "bce-ignore,nope"], "unknown method 'nope'"),
-        (["--methods", "sarb", "--known", "0.5,1.5"], "--known: 1.5 is not in (0, 1]"),
+        (["--methods", "sarb", "--known", "0.5,1.5"], "--known must be in (0, 1], got 1.5"),
         (["--methods", "sarb", "--seeds", "0"], "--seeds must be >= 1"),
         (["--methods", "sarb", "--seed", "1"], "use --seeds N"),
         ([], "needs --methods"),

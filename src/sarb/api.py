@@ -34,6 +34,7 @@ from sarb.errors import SarbError
 from sarb.models.factory import DataInfo, build_model
 from sarb.models.heads import HEADS
 from sarb.models.multilabel import MultiLabelModel
+from sarb.runs import RunDir
 from sarb.runtime import amp_enabled, pick_device
 
 ImageInput = Image.Image | str | os.PathLike
@@ -116,7 +117,7 @@ def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> Predictor
     A file that is not a sarb checkpoint is a SarbError naming it."""
     path = Path(checkpoint)
     if path.is_dir():
-        path = path / "best.pt"
+        path = RunDir(path) / RunDir.BEST
     payload = load_checkpoint(path, map_location="cpu")
     model = rebuild_model(payload, str(path))
     dev = pick_device(device)

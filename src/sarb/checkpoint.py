@@ -47,10 +47,8 @@ _METHOD_KEYS = (  # format 1 model keys -> format 2 augmentation keys
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (a run directory means its ``best.pt``), migrated to this format."""
+    """Read a checkpoint file, migrated to this format."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
     if not path.is_file():
         raise SarbError(f"{path}: checkpoint not found")
     try:

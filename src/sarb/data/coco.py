@@ -29,6 +29,7 @@ import numpy as np
 from sarb.data.dataset import LabelledImages
 from sarb.data.sources import DATASETS, Source, cache_root, read_json, require_images
 from sarb.errors import SarbError
+from sarb.files import atomic_write
 
 # The 80 categories of COCO 2014/2017 in ascending category id (ids 1..90 with gaps).
 COCO_CLASSES: tuple[str, ...] = (
@@ -252,17 +253,13 @@ def _load_cache(cache: Path) -> CocoLabels | None:
 
 def _save_cache(cache: Path, parsed: CocoLabels) -> None:
     """Write the cache entry atomically; a cache that cannot be written is silently skipped."""
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    arrays = {
+        "file_names": np.array(parsed.file_names, dtype=str),
+        "labels": parsed.labels,
+        "category_ids": np.array(parsed.category_ids, dtype=np.int64),
+        "class_names": np.array(parsed.class_names, dtype=str),
+    }
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                file_names=np.array(parsed.file_names, dtype=str),
-                labels=parsed.labels,
-                category_ids=np.array(parsed.category_ids, dtype=np.int64),
-                class_names=np.array(parsed.class_names, dtype=str),
-            )
-        os.replace(tmp, cache)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+        atomic_write(cache, lambda f: np.savez(f, **arrays), fsync=False)
+    except SarbError:
+        pass

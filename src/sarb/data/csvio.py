@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sarb.errors import SarbError
+from sarb.files import atomic_write
 
 # A plain decimal number: what both numpy's parser and this module's line-by-line parser
 # accept. Python's float() alone would also take "1_000" and non-ASCII digits.
@@ -181,7 +182,7 @@ def read_matrix(
 def write_matrix(path: str | Path, matrix: np.ndarray, fmt: str = "%d") -> None:
     """Write ``matrix`` (N x C; a 1-D array is one column) as headerless CSV.
 
-    The inverse of :func:`read_matrix`; parent directories are created. ``fmt`` is a
+    The inverse of :func:`read_matrix`; written atomically, parent directories created. ``fmt`` is a
     printf-style format per value (``"%d"`` for labels and masks, e.g. ``"%.6f"`` for scores).
     """
     path = Path(path)
@@ -190,8 +191,6 @@ def write_matrix(path: str | Path, matrix: np.ndarray, fmt: str = "%d") -> None:
         matrix = matrix.reshape(-1, 1)
     if matrix.ndim != 2:
         raise ValueError(f"write_matrix expects a 2-D array, got shape {matrix.shape}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savetxt(path, matrix, fmt=fmt, delimiter=",", newline="\n")
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write file ({exc.strerror or exc})") from None
+    text = io.StringIO()
+    np.savetxt(text, matrix, fmt=fmt, delimiter=",", newline="\n")
+    atomic_write(path, text.getvalue(), fsync=False)

@@ -40,6 +40,7 @@ from sarb.data.csvio import read_matrix, read_text_lines, write_matrix
 from sarb.data.dataset import LabelledImages
 from sarb.data.sources import DATASETS, Source, read_json, require_images
 from sarb.errors import SarbError
+from sarb.files import atomic_write
 
 NUM_CLASSES = 200
 MAX_TEST = 10_000
@@ -105,14 +106,14 @@ def build_vg200(
     train_rows = sorted(order[n_test:])
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "classes.txt", "".join(f"{name}\n" for name in classes))
+    atomic_write(out / "classes.txt", "".join(f"{name}\n" for name in classes))
     for split, rows in (("train", train_rows), ("test", test_rows)):
-        _write_text(out / f"{split}.txt", "".join(f"{rel_paths[r]}\n" for r in rows))
-        _write_atomic(out / f"{split}_labels.csv", labels[rows])
-    _write_text(out / "images_dir.txt", f"{images.resolve()}\n")
+        atomic_write(out / f"{split}.txt", "".join(f"{rel_paths[r]}\n" for r in rows))
+        write_matrix(out / f"{split}_labels.csv", labels[rows])
+    atomic_write(out / "images_dir.txt", f"{images.resolve()}\n")
     dropped = len(per_image) - len(kept)
     readme = _readme(objects, seed, classes, counts, len(per_image), dropped, train_rows, test_rows)
-    _write_text(out / "README.txt", readme)
+    atomic_write(out / "README.txt", readme)
     return VGBuild(out, classes, len(train_rows), len(test_rows), dropped)
 
 
@@ -227,24 +228,6 @@ def _lines(path: Path, what: str) -> list[str]:
         if not line.strip():
             raise SarbError(f"{path}:{n}: blank line in the {what}")
     return [line.strip() for line in lines]
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(text.encode("utf-8"))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _write_atomic(path: Path, matrix: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_matrix(tmp, matrix)
-    try:
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _file_digest(path: Path) -> str:
