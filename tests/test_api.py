@@ -17,9 +17,11 @@ from sarb.cli import main
 from sarb.config import TrainConfig
 from sarb.data.embeddings import glove_available
 from sarb.data.manifest import read_manifest
+from sarb.data.splits import load_splits
 from sarb.data.transforms import preprocess
-from sarb.engine import build_model, load_splits
 from sarb.errors import SarbError
+from sarb.methods import build_method
+from sarb.models.factory import DataInfo, build_model, embeddings_for
 from sarb.models.ggnn import adjacency_from_labels
 from tests.conftest import CLASSES, tiny_train_args
 
@@ -38,13 +40,18 @@ def runs(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     return {m: _train(tiny_dataset, root / m, m) for m in ("sarb", "bce-ignore")}
 
 
+def _train_info(cfg: TrainConfig) -> DataInfo:
+    """What the engine knows of the data when it builds the model: from the training split."""
+    train = load_splits(cfg).train
+    return DataInfo(train.class_names, embeddings_for(cfg, train.class_names), train.labels)
+
+
 def _reference(run: Path) -> tuple[torch.nn.Module, dict, TrainConfig]:
     """The trained model as the engine has it in memory: built from the training data, then
     best.pt's weights."""
     payload = load_checkpoint(run / "best.pt")
     cfg = TrainConfig(**payload["config"])
-    splits = load_splits(cfg)
-    model = build_model(cfg, splits.train.class_names, splits.train.labels)
+    model = build_model(cfg, _train_info(cfg))
     model.load_state_dict(payload["model"])
     return model.eval(), payload, cfg
 
@@ -80,22 +87,33 @@ def test_checkpoint_round_trip_is_bit_identical(runs, tiny_dataset, method: str)
 
 def test_sarb_state_comes_back(runs) -> None:
     ref, payload, cfg = _reference(runs["sarb"])
-    state = payload["model"]
-    head = api.load_model(runs["sarb"], device="cpu").model.head
+    state, aug_state = payload["model"], payload["augmentations"]
     # the round trip is only meaningful if training moved these away from their initial values
-    assert state["head.prototype_valid"].any() and state["head.prototypes"].abs().sum() > 0
-    assert float(state["head.alpha.raw"]) != 0.0 and float(state["head.beta.raw"]) != 0.0
-    assert torch.equal(head.prototypes, state["head.prototypes"])
-    assert torch.equal(head.prototype_valid, state["head.prototype_valid"])
-    assert torch.equal(head.alpha(), ref.head.alpha())
-    assert torch.equal(head.beta(), ref.head.beta())
-    assert torch.equal(head.alpha.raw, state["head.alpha.raw"])
+    assert aug_state["plrb.prototype_valid"].any() and aug_state["plrb.prototypes"].abs().sum() > 0
+    assert float(aug_state["ilrb.weight.raw"]) != 0.0 and float(aug_state["plrb.weight.raw"]) != 0.0
+    # the method's state (blend weights, prototypes) rebuilds a method exactly, as a resume does
+    method = build_method(cfg, _train_info(cfg))
+    method.augmentations.load_state_dict(aug_state)  # strict: every key fits
+    ilrb, plrb = method.augmentations["ilrb"], method.augmentations["plrb"]
+    assert torch.equal(plrb.prototypes, aug_state["plrb.prototypes"])
+    assert torch.equal(plrb.prototype_valid, aug_state["plrb.prototype_valid"])
+    assert torch.equal(ilrb.weight.raw, aug_state["ilrb.weight.raw"])
+    assert torch.equal(plrb.weight.raw, aug_state["plrb.weight.raw"])
+    assert 0 < float(ilrb.weight().detach()) < 1
+    assert plrb._ready  # loaded prototypes switch PLRB on without a refresh
+    assert method.logged_values()["a"] == float(ilrb.weight().detach())
+    # inference needs none of it: the model alone is rebuilt, without the method's state
+    predictor = api.load_model(runs["sarb"], device="cpu")
+    head = predictor.model.head
+    assert not any(k.startswith(("ilrb.", "plrb.")) for k in predictor.model.state_dict())
+    assert not any("prototype" in k or "weight.raw" in k for k in predictor.model.state_dict())
     # the label graph comes from the checkpoint, not from the all-unknown labels of the rebuild
     train_adjacency = adjacency_from_labels(load_splits(cfg).train.labels)
     assert train_adjacency.abs().sum() > 0
     assert torch.equal(head.adjacency, train_adjacency)
-    assert torch.equal(head.embeddings, state["head.embeddings"])
-    assert isinstance(head.embeddings, torch.nn.Parameter)  # --embeddings learned
+    assert torch.equal(head.adjacency, ref.head.adjacency)
+    assert torch.equal(head.embeddings.weight, state["head.embeddings.weight"])
+    assert isinstance(head.embeddings.weight, torch.nn.Parameter)  # --embeddings learned
 
 
 @pytest.mark.skipif(not glove_available(), reason="GloVe vectors not installed")
@@ -105,10 +123,10 @@ def test_fixed_glove_embeddings_come_back_as_a_buffer(tiny_dataset, tmp_path: Pa
     ref, payload, cfg = _reference(run)
     predictor = api.load_model(run, device="cpu")
     head = predictor.model.head
-    assert head.embeddings.shape == (len(CLASSES), 50)
-    assert "embeddings" in dict(head.named_buffers())
-    assert "embeddings" not in dict(head.named_parameters())
-    assert torch.equal(head.embeddings, payload["model"]["head.embeddings"])
+    assert head.embeddings.weight.shape == (len(CLASSES), 50)
+    assert "embeddings.weight" in dict(head.named_buffers())
+    assert "embeddings.weight" not in dict(head.named_parameters())
+    assert torch.equal(head.embeddings.weight, payload["model"]["head.embeddings.weight"])
     _, batch = _test_batch(tiny_dataset, cfg.image_size)
     with torch.no_grad():
         expected = torch.sigmoid(ref(batch)).numpy()

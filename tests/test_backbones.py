@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from sarb.errors import SarbError
-from sarb.models.backbones import create_backbone, list_backbones
+from sarb.models.backbones import BACKBONES, create_backbone
 
 
 def _require_effnet() -> None:
@@ -38,7 +38,7 @@ def hub_dir(tmp_path, monkeypatch):
 
 
 def test_registry_names():
-    assert set(list_backbones()) >= {
+    assert set(BACKBONES.names()) >= {
         "cnn3",
         "resnet18",
         "resnet50",
@@ -49,10 +49,10 @@ def test_registry_names():
 
 
 def test_unknown_name_lists_valid_ones():
-    with pytest.raises(SarbError, match="unknown backbone .vgg16.") as err:
+    with pytest.raises(SarbError, match="--backbone .vgg16.: unknown backbone") as err:
         create_backbone("vgg16")
     assert "vgg16" in str(err.value)
-    for name in list_backbones():
+    for name in BACKBONES.names():
         assert name in str(err.value)
 
 

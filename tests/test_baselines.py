@@ -14,39 +14,50 @@ from sarb.api import load_model
 from sarb.checkpoint import load_checkpoint
 from sarb.cli import main
 from sarb.config import resolve_config
-from sarb.engine import Inputs, build_model
-from sarb.methods import MethodContext, create_method
-from sarb.methods.curriculum import CurriculumHead, select_pseudo_labels
-from sarb.methods.gcn import mlgcn_adjacency
-from sarb.methods.mixup import IPMixupHead, mix_targets, mixup
-from tests.conftest import CLASSES, tiny_train_args
+from sarb.data.splits import load_splits
+from sarb.engine import _cached_feature_maps
+from sarb.methods import Method, build_method
+from sarb.methods.augmentations import AUGMENTATIONS, Curriculum, ImageMixup
+from sarb.methods.curriculum import select_pseudo_labels
+from sarb.methods.mixup import mix_targets, mixup
+from sarb.models.factory import DataInfo
+from sarb.models.gcn import mlgcn_adjacency
+from sarb.presets import PRESETS, split_augment
+from tests.conftest import tiny_train_args
 
-C, D_IN = 4, 8
+C, D_IN = 4, 128  # D_IN: channels of the cnn3 backbone's feature map
 NEW_METHODS = ["gcn-ml", "kggr", "curriculum", "ip-mixup", "fm-mixup"]
 LABELS = np.array(
     [[1, 1, 0, -1], [1, -1, 0, 1], [1, 1, -1, 0], [1, 0, 0, -1], [-1, 1, 0, 1], [0, 0, -1, 0]]
 )
+HOOKS = ("relabel", "mix_images", "mix_feature_maps")
 
 
-def _ctx(embeddings: np.ndarray | None = None, **overrides) -> MethodContext:
-    cfg = resolve_config(None, feat_dim=6, hidden_dim=5, neck_pool=1, **overrides)
-    return MethodContext(C, D_IN, list("abcd"), embeddings, LABELS, cfg)
+def _method(
+    name: str, labels: np.ndarray = LABELS, embeddings: np.ndarray | None = None, **overrides
+) -> Method:
+    cfg = resolve_config(
+        None, method=name, backbone="cnn3", weights="random", trainable="all", feat_dim=6,
+        hidden_dim=5, neck_pool=1, **overrides,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return build_method(cfg, DataInfo(list("abcd"), embeddings, labels))
 
 
 @pytest.mark.parametrize("embeddings", [None, np.random.default_rng(0).normal(size=(C, 7))])
 @pytest.mark.parametrize("name", NEW_METHODS)
 def test_method_gives_finite_logits_and_gradients(name: str, embeddings) -> None:
-    torch.manual_seed(0)
-    model = create_method(name, _ctx(embeddings))
-    fmap = torch.randn(3, D_IN, 3, 3)
-    logits = model(fmap)
+    method = _method(name, embeddings=embeddings)
+    assert method.needs_images is (name == "ip-mixup")
+    images = torch.randn(3, 3, 16, 16)
+    logits = method.model(images)
     assert logits.shape == (3, C) and torch.isfinite(logits).all()
     targets = torch.tensor([[1, 0, -1, 1], [0, -1, 1, 0], [-1, 1, 0, 0]], dtype=torch.float32)
-    images, targets = model.mix_inputs(fmap, targets)  # IP-Mixup mixes here, others: identity
-    loss, terms = model.loss(images, targets, epoch=0)
+    # IP-Mixup mixes the images, FM-Mixup the feature maps, curriculum relabels: all inside
+    loss, terms = method(images, targets, torch.tensor([0, 3, 5]), epoch=0)
     assert torch.isfinite(loss) and "bce" in terms
     loss.backward()
-    params = dict(model.named_parameters())
+    params = dict(method.named_parameters())
     assert params
     for pname, p in params.items():
         assert p.grad is not None, pname
@@ -58,28 +69,41 @@ def test_method_gives_finite_logits_and_gradients(name: str, embeddings) -> None
 def test_method_trains_end_to_end(
     tmp_path: Path, tiny_dataset, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    calls = {"targets": 0, "mix_inputs": 0}
-    cls = type(create_method(name, _ctx()))
-    for hook in calls:
-        original = getattr(cls, hook)
+    calls: dict[str, int] = {}
 
-        def spy(self, a, b, _hook=hook, _original=original):
-            calls[_hook] += 1
-            return _original(self, a, b)
+    def spy(owner, attr: str, key: str) -> None:
+        original = getattr(owner, attr)
 
-        monkeypatch.setattr(cls, hook, spy)
+        def wrapped(self, *args, **kwargs):
+            calls[key] = calls.get(key, 0) + 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(owner, attr, wrapped)
+
+    spy(Method, "forward", "forward")
+    for entry in AUGMENTATIONS.list():
+        for hook in HOOKS:
+            spy(entry.build, hook, f"{entry.name}.{hook}")
     out = tmp_path / name
     extra = ["--curriculum-start", "0"] if name == "curriculum" else []
     assert main([*tiny_train_args(tiny_dataset, out, name), "--max-steps", "3", *extra]) == 0
-    assert calls == {"targets": 3, "mix_inputs": 3}  # the engine calls both hooks every step
+    # the engine runs the method every step, and the method every hook of its augmentations
+    augs = split_augment(PRESETS.create(name).parts()["augment"])
+    assert len(augs) == (name not in ("gcn-ml", "kggr"))
+    assert calls == {"forward": 3, **{f"{a}.{hook}": 3 for a in augs for hook in HOOKS}}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and math.isfinite(metrics["mAP"])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert math.isfinite(log[-1]["loss"])
+    payload = load_checkpoint(out / "best.pt")
     if name == "curriculum":  # one round at epoch 0: 10% of the unknown training labels
         assert log[-1]["pseudo_labels"] > 0
-    # the checkpoint rebuilds without the training data (the pseudo-labels keep their shape)
-    stored = load_checkpoint(out / "best.pt")["model"]
+        # the pseudo-labels are the method's state, checkpointed beside the model
+        pseudo = payload["augmentations"]["curriculum.pseudo_labels"]
+        assert pseudo.shape[1] == 3 and int((pseudo != 0).sum()) == log[-1]["pseudo_labels"]
+        assert not any("pseudo_labels" in k for k in payload["model"])
+    # the checkpoint rebuilds without the training data (the label graphs come from it)
+    stored = payload["model"]
     rebuilt = load_model(out, device="cpu").model.state_dict()
     assert rebuilt.keys() == stored.keys()
     assert all(torch.equal(rebuilt[k], stored[k]) for k in stored)
@@ -142,31 +166,45 @@ def _batches(labels: torch.Tensor, fmaps: torch.Tensor):
 def test_curriculum_rounds_accumulate_and_keep_known_labels() -> None:
     rng = np.random.default_rng(0)
     labels_np = rng.choice([1, -1, 0], size=(10, C), p=[0.2, 0.2, 0.6])
-    cfg = resolve_config(None, curriculum_start=1, curriculum_every=2, curriculum_fraction=0.2)
-    torch.manual_seed(0)
-    head = create_method("curriculum", MethodContext(C, D_IN, list("abcd"), None, labels_np, cfg))
-    assert isinstance(head, CurriculumHead) and "pseudo_labels" in head.state_dict()
+    method = _method(
+        "curriculum", labels_np, curriculum_start=1, curriculum_every=2, curriculum_fraction=0.2
+    )
+    cur = method.augmentations["curriculum"]
+    assert isinstance(cur, Curriculum)
+    assert "augmentations.curriculum.pseudo_labels" in method.state_dict()
+    assert not any("pseudo_labels" in k for k in method.model.state_dict())  # not the model's
     labels = torch.as_tensor(labels_np, dtype=torch.float32)
     batches = _batches(labels, torch.randn(10, D_IN, 3, 3))
     unknown = int((labels == 0).sum())
-    head.on_epoch_start(0, batches)  # before curriculum_start: nothing
-    assert int((head.pseudo_labels != 0).sum()) == 0
-    head.on_epoch_start(1, batches)
-    first = head.pseudo_labels.clone()
+    method.on_epoch_start(0, batches)  # before curriculum_start: nothing
+    assert int((cur.pseudo_labels != 0).sum()) == 0
+    method.on_epoch_start(1, batches)
+    first = cur.pseudo_labels.clone()
     k1 = round(0.2 * unknown)
     assert int((first != 0).sum()) == k1
-    head.on_epoch_start(2, batches)  # not due (every 2 epochs)
-    assert torch.equal(head.pseudo_labels, first)
-    head.on_epoch_start(3, batches)
+    method.on_epoch_start(2, batches)  # not due (every 2 epochs)
+    assert torch.equal(cur.pseudo_labels, first)
+    method.on_epoch_start(3, batches)
     k2 = int(0.2 * (unknown - k1) + 0.5)
-    assert int((head.pseudo_labels != 0).sum()) == k1 + k2
-    assert torch.equal(head.pseudo_labels[first != 0], first[first != 0])  # accumulated
-    assert not bool((head.pseudo_labels[labels != 0] != 0).any())  # known entries untouched
+    assert int((cur.pseudo_labels != 0).sum()) == k1 + k2
+    assert torch.equal(cur.pseudo_labels[first != 0], first[first != 0])  # accumulated
+    assert not bool((cur.pseudo_labels[labels != 0] != 0).any())  # known entries untouched
     index = torch.tensor([7, 2, 5])
-    targets = head.targets(index, labels[index])
+    targets = cur.relabel(index, labels[index])
     known = labels[index] != 0
     assert torch.equal(targets[known], labels[index][known])
-    assert torch.equal(targets[~known], head.pseudo_labels[index][~known].float())
+    assert torch.equal(targets[~known], cur.pseudo_labels[index][~known].float())
+    # a training step trains on the relabelled targets
+    seen, loss = [], method.loss
+
+    def recording_loss(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        return loss(logits, t)
+
+    method.loss = recording_loss
+    method.model.takes_feature_maps = True
+    method(torch.randn(3, D_IN, 3, 3), labels[index], index, epoch=3)
+    assert len(seen) == 1 and torch.equal(seen[0], targets)
 
 
 def test_mixed_partial_labels_by_hand() -> None:
@@ -190,42 +228,47 @@ def test_mixup_is_a_convex_combination_with_a_partner() -> None:
     assert bool(((mt == 1) | (mt == -1) | ((mt > 0) & (mt < 1))).all())
 
 
-def test_ip_mixup_disables_the_feature_cache(tmp_path: Path, capsys) -> None:
-    def inputs(method: str) -> Inputs:
+def test_ip_mixup_disables_the_feature_cache(tmp_path: Path, tiny_dataset, capsys) -> None:
+    def cached(method: str) -> tuple[Method, dict[str, torch.Tensor] | None]:
         cfg = resolve_config(
-            None, method=method, backbone="cnn3", weights="random", trainable="none",
+            None, method=method, dataset="manifest", train=str(tiny_dataset["train"]),
+            test=str(tiny_dataset["test"]), backbone="cnn3", weights="random", trainable="none",
             feature_cache=True, image_size=32, cache_dir=str(tmp_path), embeddings="learned",
-            feat_dim=8, neck_pool=1,
+            feat_dim=8, neck_pool=1, workers=0,
         )  # fmt: skip
-        labels = np.array([[1, -1, 0], [0, 1, 1]])
-        return Inputs(cfg, build_model(cfg, CLASSES, labels), torch.device("cpu"))
+        splits = load_splits(cfg)
+        info = DataInfo(splits.train.class_names, None, splits.train.labels)
+        method = build_method(cfg, info)
+        return method, _cached_feature_maps(cfg, method, splits, torch.device("cpu"))
 
-    ip = inputs("ip-mixup")
-    assert isinstance(ip.model.head, IPMixupHead) and ip.model.backbone.fully_frozen
-    assert ip.cached is False
+    ip, maps = cached("ip-mixup")
+    assert isinstance(ip.augmentations["ip-mixup"], ImageMixup)
+    assert ip.needs_images and ip.model.backbone.fully_frozen
+    assert maps is None
     assert "needs the images" in capsys.readouterr().err
-    assert inputs("fm-mixup").cached is True  # feature-map mixup works on cached maps
+    fm, maps = cached("fm-mixup")  # feature-map mixup works on cached maps
+    assert not fm.needs_images and maps is not None
+    assert set(maps) == {"train", "val", "test"}
+    assert maps["test"].shape == (16, D_IN, 4, 4)
 
 
 def _curriculum_worker(rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    head, labels, fmaps = _curriculum_case()
+    cur, head, labels, fmaps = _curriculum_case()
     rows = torch.arange(rank, len(labels), world)  # the strided shard of the engine's eval loader
-    head.pseudo_label_round(_batches(labels[rows], fmaps[rows]))
-    torch.save(head.pseudo_labels, f"{out}/rank{rank}.pt")
+    cur.pseudo_label_round(head, _batches(labels[rows], fmaps[rows]))
+    torch.save(cur.pseudo_labels, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
-def _curriculum_case() -> tuple[CurriculumHead, torch.Tensor, torch.Tensor]:
+def _curriculum_case() -> tuple[Curriculum, torch.nn.Module, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     labels = torch.randint(-1, 2, (11, C), generator=gen).float()
     fmaps = torch.randn(11, D_IN, 3, 3, generator=gen)
-    cfg = resolve_config(None, curriculum_fraction=0.3)
-    torch.manual_seed(0)
-    head = CurriculumHead(MethodContext(C, D_IN, list("abcd"), None, labels.numpy(), cfg))
-    return head.eval(), labels, fmaps
+    method = _method("curriculum", labels.numpy(), curriculum_fraction=0.3)
+    return method.augmentations["curriculum"], method.model.head.eval(), labels, fmaps
 
 
 def test_curriculum_round_is_the_same_on_two_processes(tmp_path: Path) -> None:
@@ -233,7 +276,7 @@ def test_curriculum_round_is_the_same_on_two_processes(tmp_path: Path) -> None:
 
     mp.spawn(_curriculum_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    head, labels, fmaps = _curriculum_case()
-    head.pseudo_label_round(_batches(labels, fmaps))
-    assert int((head.pseudo_labels != 0).sum()) > 0
-    assert torch.equal(r0, head.pseudo_labels) and torch.equal(r1, head.pseudo_labels)
+    cur, head, labels, fmaps = _curriculum_case()
+    cur.pseudo_label_round(head, _batches(labels, fmaps))
+    assert int((cur.pseudo_labels != 0).sum()) > 0
+    assert torch.equal(r0, cur.pseudo_labels) and torch.equal(r1, cur.pseudo_labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,10 +13,14 @@ import torch
 
 from sarb.cli import main
 from sarb.config import TrainConfig, add_config_arguments, resolve_config
+from sarb.data.loaders import make_loader
 from sarb.data.manifest import read_manifest
 from sarb.data.partial import mask_labels
-from sarb.engine import Inputs, build_model, load_splits
+from sarb.data.splits import load_splits
+from sarb.engine import _cached_feature_maps
 from sarb.errors import SarbError
+from sarb.methods import build_method
+from sarb.models.factory import DataInfo
 from tests.conftest import tiny_train_args
 
 
@@ -29,7 +34,7 @@ def test_flags_override_yaml_which_overrides_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 3\nbatch-size: 4\nlr: 1\ncrop-flip: false\n")
     cfg = resolve_config(_parse(["--config", str(path), "--epochs", "7"]))
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment) == (7, 4, 1.0, False)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.crop_flip) == (7, 4, 1.0, False)
     assert cfg.weight_decay == TrainConfig().weight_decay
 
 
@@ -66,33 +71,56 @@ def test_mask_is_drawn_before_the_validation_carve(tiny_dataset) -> None:
     assert again.val.images == splits.val.images
 
 
-def test_feature_cache_is_exact_and_reused(tmp_path: Path, tiny_dataset) -> None:
+def test_feature_cache_is_exact_and_reused(tmp_path: Path, tiny_dataset, capsys) -> None:
     cfg = resolve_config(
         None, dataset="manifest", train=str(tiny_dataset["train"]), test=str(tiny_dataset["test"]),
-        backbone="cnn3", weights="random", trainable="none", feature_cache=True, augment=False,
+        backbone="cnn3", weights="random", trainable="none", feature_cache=True, crop_flip=False,
         image_size=32, cache_dir=str(tmp_path), workers=0, batch_size=8,
     )  # fmt: skip
     splits = load_splits(cfg)
-    model = build_model(cfg, splits.train.class_names, splits.train.labels)
-    inputs = Inputs(cfg, model, torch.device("cpu"))
-    assert inputs.cached
-    cached = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
-    files = list((tmp_path / "features").iterdir())
-    assert len(files) == 1
-    inputs.cached = False
+    info = DataInfo(splits.train.class_names, None, splits.train.labels)
+    method = build_method(cfg, info)
+    model = method.model
+    cpu = torch.device("cpu")
+    cached = _cached_feature_maps(cfg, method, splits, cpu)
+    assert cached is not None and set(cached) == {"train", "val", "test"}
+    for part in ("train", "val", "test"):
+        assert len(cached[part]) == len(getattr(splits, part))
+    files = sorted((tmp_path / "features").iterdir())
+    assert len(files) == 3  # one file per split
+
+    def batches(fmaps: torch.Tensor | None) -> list[torch.Tensor]:
+        return [x for x, _, _ in make_loader(splits.test, cfg, False, feature_maps=fmaps)]
+
+    from_cache = torch.cat(batches(cached["test"]))
+    torch.testing.assert_close(from_cache, cached["test"])
+    assert not model.takes_feature_maps
     with torch.no_grad():
-        direct = torch.cat(
-            [inputs.feature_map(x) for x, _, _ in inputs.loader(splits.test, train=False)]
-        )
-    torch.testing.assert_close(cached, direct.half().float())
-    inputs.cached = True
-    stamp = files[0].stat().st_mtime_ns
-    again = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
-    assert files[0].stat().st_mtime_ns == stamp  # reused, not recomputed
-    torch.testing.assert_close(again, cached)
-    files[0].write_bytes(b"")  # a damaged cache is recomputed
-    repaired = torch.cat([x for x, _, _ in inputs.loader(splits.test, train=False)])
-    torch.testing.assert_close(repaired, cached)
+        images = batches(None)
+        direct = torch.cat([model.feature_map(x) for x in images])
+        torch.testing.assert_close(from_cache, direct.half().float())
+        model.takes_feature_maps = True  # the backbone is skipped: the inputs are its maps
+        assert torch.equal(model.feature_map(from_cache), from_cache)
+        model.takes_feature_maps = False
+        from_images = torch.cat([model(x) for x in images])
+        model.takes_feature_maps = True
+        torch.testing.assert_close(model(from_cache), from_images, rtol=1e-2, atol=1e-2)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = _cached_feature_maps(cfg, method, splits, cpu)
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not recomputed
+    for part in ("train", "val", "test"):
+        torch.testing.assert_close(again[part], cached[part])
+    test_file = next(f for f in files if torch.equal(torch.load(f).float(), cached["test"]))
+    test_file.write_bytes(b"")  # a damaged cache is recomputed
+    capsys.readouterr()
+    repaired = _cached_feature_maps(cfg, method, splits, cpu)
+    assert "recomputing the damaged feature cache" in capsys.readouterr().err
+    torch.testing.assert_close(repaired["test"], cached["test"])
+    assert test_file.stat().st_size > 0
+    # a backbone that trains cannot be served from the cache
+    trainable = dataclasses.replace(cfg, trainable="all")
+    assert _cached_feature_maps(trainable, build_method(trainable, info), splits, cpu) is None
+    assert "the backbone is not fully frozen" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["sarb", "ssgrl"])
@@ -122,9 +150,9 @@ def test_amp_default_is_resolved_and_recorded(tmp_path: Path, tiny_dataset) -> N
 
 def test_compile_traces_the_train_step_and_matches_eager(tmp_path: Path, tiny_dataset,
                                                           monkeypatch) -> None:  # fmt: skip
-    """--compile wraps the train step in torch.compile. Inductor's C++ build takes a minute on
-    2 cores, so the test traces with the aot_eager backend (TorchDynamo + AOTAutograd, the same
-    graph capture), which must give the eager run's parameters."""
+    """--compile wraps the train step (the Method) in torch.compile. Inductor's C++ build takes
+    a minute on 2 cores, so the test traces with the aot_eager backend (TorchDynamo +
+    AOTAutograd, the same graph capture), which must give the eager run's parameters."""
     from sarb.checkpoint import load_checkpoint
 
     real, calls = torch.compile, []
@@ -139,8 +167,11 @@ def test_compile_traces_the_train_step_and_matches_eager(tmp_path: Path, tiny_da
         out = tmp_path / flag
         args = [*tiny_train_args(tiny_dataset, out, "sarb"), flag, "--deterministic"]
         assert main(args) == 0
-        states[flag] = load_checkpoint(out / "last.pt")["model"]
-    assert calls == ["TrainStep"]
+        last = load_checkpoint(out / "last.pt")
+        # the method's state too: SARB's learned blend weights a, b
+        states[flag] = {**last["model"], **last["augmentations"]}
+    assert calls == ["Method"]  # the method's train step, loss included
+    assert "ilrb.weight.raw" in states["--compile"]
     for name, value in states["--no-compile"].items():
         torch.testing.assert_close(states["--compile"][name], value, rtol=1e-4, atol=1e-5)
 
@@ -166,7 +197,7 @@ def test_jpeg_manifest_trains_the_same_with_loader_workers(tmp_path: Path, tiny_
         out = tmp_path / f"w{workers}"
         args = tiny_train_args(manifests, out, "ssgrl")
         args[args.index("--workers") + 1] = workers
-        assert main([*args, "--no-augment", "--deterministic"]) == 0
+        assert main([*args, "--no-crop-flip", "--deterministic"]) == 0
         results[workers] = json.loads((out / "metrics.json").read_text())
     assert results["2"]["ap_per_class"] == results["0"]["ap_per_class"]
     assert results["2"]["val_mAP"] == results["0"]["val_mAP"]

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from sarb.errors import SarbError
-from sarb.metrics import average_precision, compute_metrics, format_table
+from sarb.metrics import average_precision, compute_metrics, format_metrics
 
 
 def _random_case(seed, n=60, c=7, unknown=0.0, decimals=1):
@@ -335,9 +335,9 @@ def test_float_labels_accepted():
 # --- table ----------------------------------------------------------------------------------
 
 
-def test_format_table():
+def test_format_metrics():
     m = compute_metrics(HAND_SCORES, HAND_LABELS)
-    text = format_table({"sarb": m, "a-long-name": {"mAP": None, "CP": 12.345, "OF1": math.nan}})
+    text = format_metrics({"sarb": m, "a-long-name": {"mAP": None, "CP": 12.345, "OF1": math.nan}})
     lines = text.splitlines()
     assert len(lines) == 3
     assert lines[0].split() == ["name", "mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"]
@@ -347,4 +347,4 @@ def test_format_table():
     for header in ("mAP", "CR", "OF1"):
         end = lines[0].index(header) + len(header)
         assert all(line[end - 1] != " " and line[end : end + 1] in ("", " ") for line in lines)
-    assert format_table({}) == "name  mAP  CP  CR  CF1  OP  OR  OF1"
+    assert format_metrics({}) == "name  mAP  CP  CR  CF1  OP  OR  OF1"

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from sarb.config import resolve_config
 from sarb.models.csrl import Neck, SemanticAttention, SemanticDecoupling, naive_semantic_decoupling
+from sarb.models.factory import DataInfo
 from sarb.models.ggnn import GGNN, adjacency_from_labels
-from sarb.models.heads import PerClassLinear, SSGRLHead
+from sarb.models.heads import HEADS, PerClassLinear, SSGRLClassifier
 
 B, D, E, K, C, H, W = 2, 16, 6, 8, 5, 3, 4
 
@@ -257,12 +259,29 @@ def test_per_class_linear_equals_loop_and_init_range():
     assert pcl.weight.std() > bound / 4  # not degenerate (e.g. all zeros)
 
 
-def test_ssgrl_head_formula():
-    head = SSGRLHead(C, D, out_dim=12)
+def test_ssgrl_classifier_formula():
+    head = SSGRLClassifier(C, D, out_dim=12)
     h, x = torch.randn(B, C, D), torch.randn(B, C, D)
     o = torch.tanh(torch.cat([h, x], -1) @ head.fc.weight.T + head.fc.bias)  # (B, C, 12)
-    expected = (o * head.classifier.weight).sum(-1) + head.classifier.bias
+    expected = (o * head.per_class.weight).sum(-1) + head.per_class.bias
     torch.testing.assert_close(head(h, x), expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["linear", "csrl", "gcn", "kggr"])
+def test_head_is_features_then_classify(name):
+    """Every head runs in two stages; category-specific ones give (B, C, D) features."""
+    assert set(HEADS.names()) == {"linear", "csrl", "gcn", "kggr"}
+    cfg = resolve_config(None, head=name, feat_dim=D, hidden_dim=K, neck_pool=1)
+    labels = np.array([[1, 1, 0, -1, 1], [1, -1, 1, 0, -1], [0, 1, 1, -1, 1]])
+    head = HEADS.create(name, cfg, 10, DataInfo(list("abcde"), None, labels)).eval()
+    fmap = torch.randn(B, 10, H, W)
+    z = head.features(fmap)
+    if head.category_specific:
+        assert z.shape == (B, C, D)
+    else:
+        assert z.dim() == 2 and z.shape[0] == B
+    torch.testing.assert_close(head(fmap), head.classify(z), rtol=0, atol=0)
+    assert head.classify(torch.cat([z, z])).shape == (2 * B, C)
 
 
 # --------------------------------------------------------------------------- gradients
@@ -272,7 +291,7 @@ def test_ssgrl_head_formula():
 def test_gradients_reach_every_parameter(variant):
     neck = Neck(10, D, pool=2, relu=True)
     csrl = SemanticDecoupling(D, E, K) if variant == "sd" else SemanticAttention(D, C)
-    ggnn, head = GGNN(D, steps=2), SSGRLHead(C, D, out_dim=12)
+    ggnn, head = GGNN(D, steps=2), SSGRLClassifier(C, D, out_dim=12)
     emb = nn.Parameter(torch.randn(C, E))
     adj = adjacency_from_labels(torch.tensor([[1, 1, 0, 1, -1], [1, 0, 1, -1, 1]]))
     x = csrl(neck(torch.randn(B, 10, 6, 6)), emb)
@@ -296,7 +315,7 @@ def test_gradients_reach_every_parameter(variant):
 def test_pipeline_runs_under_autocast():
     """Mixed precision: no op may insist on matching dtypes (e.g. lerp of fp32 and bf16)."""
     neck, sd, sam = Neck(10, D), SemanticDecoupling(D, E, K), SemanticAttention(D, C)
-    ggnn, head = GGNN(D), SSGRLHead(C, D, out_dim=12)
+    ggnn, head = GGNN(D), SSGRLClassifier(C, D, out_dim=12)
     adj = torch.rand(C, C)
     fmap, emb = torch.randn(B, 10, 6, 6), torch.randn(C, E)
     with torch.autocast("cpu", dtype=torch.bfloat16):

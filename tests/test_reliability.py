@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-import sarb.methods.linear as linear
-from sarb.checkpoint import load_checkpoint, save_checkpoint
+import sarb.losses as losses
+from sarb.checkpoint import FORMAT, load_checkpoint
 from sarb.cli import main
 from sarb.errors import SarbError
+from sarb.runs import RunDir
 from tests.conftest import tiny_train_args
 
 
 def _nan_on_call(monkeypatch: pytest.MonkeyPatch, bad_call: int) -> None:
-    real = linear.partial_bce
+    """The partial-BCE loss (bce-ignore's, one call per step) returns NaN on its ``bad_call``-th
+    call; patched before the run builds its loss (``LOSSES.create``)."""
+    real = losses.partial_bce
     calls = {"n": 0}
 
     def flaky(logits, targets, normalize="batch"):
@@ -25,7 +28,7 @@ def _nan_on_call(monkeypatch: pytest.MonkeyPatch, bad_call: int) -> None:
         loss = real(logits, targets, normalize)
         return loss * float("nan") if calls["n"] == bad_call else loss
 
-    monkeypatch.setattr(linear, "partial_bce", flaky)
+    monkeypatch.setattr(losses, "partial_bce", flaky)
 
 
 def test_nonfinite_loss_stops_with_a_clear_message(tmp_path, tiny_dataset, monkeypatch, capsys):
@@ -70,18 +73,21 @@ def test_unwritable_out_is_one_line(tmp_path, tiny_dataset, capsys):
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / "last.pt"
-    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "config": {}})
+    run = RunDir(tmp_path)
+    run.save({"format": FORMAT, "model": {"w": torch.ones(2)}, "config": {}}, best=False)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(SarbError, match="last.pt.*No space left"):
-        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "config": {}})
+        run.save({"format": FORMAT, "model": {"w": torch.zeros(2)}, "config": {}}, best=False)
     monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+    assert torch.equal(run.load_last()["model"]["w"], torch.ones(2))
+    assert torch.equal(load_checkpoint(run / RunDir.LAST)["model"]["w"], torch.ones(2))
+    # no temporary file left: last.pt, and the copy of it kept aside before the write
+    assert {p.name for p in tmp_path.iterdir()} == {RunDir.LAST, RunDir.LAST_PREV}
+    assert torch.equal(load_checkpoint(run / RunDir.LAST_PREV)["model"]["w"], torch.ones(2))
 
 
 def test_corrupt_checkpoint_names_the_file(tmp_path: Path):
@@ -139,8 +145,9 @@ def test_class_without_positives_and_image_without_known_labels(tmp_path, tiny_d
     assert main(args) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["mAP"] is not None
-    state = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    values = [*state["model"].values(), *state["augmentations"].values()]  # prototypes too
+    assert all(torch.isfinite(v).all() for v in values if v.is_floating_point())
 
 
 def test_skipped_last_step_still_ends_at_max_steps(tmp_path, tiny_dataset, monkeypatch):

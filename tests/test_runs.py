@@ -68,12 +68,16 @@ def _as_format_1(payload: dict) -> dict:
                 key = old + key[len(new) :]
                 break
         state[key] = value
-    moved = {"ilrb.weight.raw": "head.alpha.raw", "plrb.weight.raw": "head.beta.raw",
-             "plrb.prototypes": "head.prototypes", "plrb.prototype_valid": "head.prototype_valid"}  # fmt: skip
+    moved = {
+        "ilrb.weight.raw": "head.alpha.raw",
+        "plrb.weight.raw": "head.beta.raw",
+        "plrb.prototypes": "head.prototypes",
+        "plrb.prototype_valid": "head.prototype_valid",
+    }
     for new, old in moved.items():
         state[old] = payload["augmentations"][new]
-    config = {k: v for k, v in payload["config"].items()
-              if k not in ("head", "loss", "augment", "attention", "blend_weights", "crop_flip")}  # fmt: skip
+    parts = ("head", "loss", "augment", "attention", "blend_weights", "crop_flip")
+    config = {k: v for k, v in payload["config"].items() if k not in parts}
     config["augment"] = payload["config"]["crop_flip"]
     old = {k: v for k, v in payload.items() if k not in ("format", "augmentations")}
     return {**old, "model": state, "config": config}
