@@ -87,6 +87,9 @@ def test_a_format_1_checkpoint_loads_through_the_key_migration(sarb_run, tmp_pat
     old = tmp_path / "old.pt"
     torch.save(_as_format_1(load_checkpoint(sarb_run / RunDir.BEST)), old)
     migrated = load_checkpoint(old)
+    assert migrated["migrated_from"] == 1 and "migrated_from" not in load_checkpoint(
+        sarb_run / RunDir.BEST
+    )
     assert migrated["config"]["augment"] == "ilrb,plrb,contrastive"
     assert migrated["config"]["crop_flip"] is True
     assert migrated["augmentations"]["ilrb.weight.raw"].shape == ()

@@ -7,7 +7,8 @@ the epoch bookkeeping; ``last.pt`` adds the optimiser, scheduler and RNG states.
 
 Format 1 (sarb 0.1, no ``format`` key) stored one ``model`` state dict in which the method's
 state sat inside the head, and a config without the parts. :func:`migrate` converts one on
-load, so old runs still evaluate and predict:
+load, so old runs still evaluate and predict (resuming one is refused: its optimiser state
+follows the old parameter order):
 
 - the parts come from the preset of the recorded ``method``;
 - ``head.embeddings`` -> ``head.embeddings.weight``; SSGRL's classifier ``head.head.fc`` ->
@@ -91,4 +92,4 @@ def migrate(payload: dict[str, Any]) -> dict[str, Any]:
     if config.get("embeddings") == "auto" and torch.is_tensor(emb) and emb.dim() == 2:
         config["embeddings"] = "glove" if emb.shape[1] == 50 else "learned"
     return {**payload, "model": model, "augmentations": augmentations, "config": config,
-            "format": FORMAT}  # fmt: skip
+            "format": FORMAT, "migrated_from": 1}  # fmt: skip

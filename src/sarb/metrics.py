@@ -84,18 +84,18 @@ def _ap(s: np.ndarray, y: np.ndarray, definition: str) -> np.ndarray:
     """AP per class of validated inputs; works on the transposed (C, N) layout for speed."""
     n, c = s.shape
     pos = (y == 1).T
-    known = (y != 0).T
+    known_mask = (y != 0).T
     npos = pos.sum(axis=1)
     out = np.full(c, np.nan)
     if n == 0 or not npos.any():
         return out
     # Unknown entries go to the end with weight 0 in both counts: they change nothing.
-    key = np.where(known, s.T, -np.inf)
+    key = np.where(known_mask, s.T, -np.inf)
     order = np.argsort(-key, axis=1)  # order within a tie is irrelevant: ties are grouped
     ks = np.take_along_axis(key, order, axis=1)
     pos_sorted = np.take_along_axis(pos, order, axis=1)
     tp = np.cumsum(pos_sorted, axis=1, dtype=np.int64).astype(np.float64)
-    seen = np.cumsum(np.take_along_axis(known, order, axis=1), axis=1, dtype=np.int64)
+    seen = np.cumsum(np.take_along_axis(known_mask, order, axis=1), axis=1, dtype=np.int64)
     prec = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
     # Tied scores form one threshold: every entry takes the precision at the end of its tie
     # group (the last position holding the same score).
@@ -218,10 +218,10 @@ def compute_metrics(
     valid = ~np.isnan(aps)
     m_ap = float(100.0 * aps[valid].mean()) if valid.any() else None
 
-    known = y != 0
+    known_mask = y != 0
     gt = y == 1
-    pred = known & (s >= t)
-    in_top = _top_k_mask(np.where(known, s, -np.inf), TOP_K)
+    pred = known_mask & (s >= t)
+    in_top = _top_k_mask(np.where(known_mask, s, -np.inf), TOP_K)
 
     return {
         "mAP": m_ap,

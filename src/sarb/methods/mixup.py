@@ -31,10 +31,10 @@ def mix_targets(t1: Tensor, t2: Tensor, lam: float | Tensor) -> Tensor:
     Known where both are known; there the BCE target is ``lam * max(t1, 0) + (1 - lam) *
     max(t2, 0)``, encoded as that value when it is > 0 and as -1 (absent) when it is 0.
     """
-    known = (t1 != 0) & (t2 != 0)
+    known_mask = (t1 != 0) & (t2 != 0)
     bce = lam * t1.clamp(min=0) + (1 - lam) * t2.clamp(min=0)  # (B, C) BCE target in [0, 1]
     value = torch.where(bce > 0, bce, torch.full_like(bce, -1.0))
-    return torch.where(known, value, torch.zeros_like(value))
+    return torch.where(known_mask, value, torch.zeros_like(value))
 
 
 def sample_lambda(alpha: float) -> float:
