@@ -197,16 +197,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sarb.sweep import sweep_main
+def _count(items: Sequence | range, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
-    return sweep_main(args)
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Run the grid, print the table; exit code 1 when a cell failed."""
+    from sarb import report
+    from sarb.sweep import FAILURES, plan_from_args, run_sweep
+
+    plan = plan_from_args(args)
+    n = len(plan.cells())
+    print(
+        f"sweep: {_count(plan.methods, 'method')} x {_count(plan.known, 'proportion')} x "
+        f"{_count(plan.seeds, 'seed')} = {_count(range(n), 'cell')} into {plan.out}",
+        file=sys.stderr,
+    )
+    outcome = run_sweep(plan)
+    sys.stdout.write((plan.out / report.TABLE).read_text())
+    print(
+        f"sweep: {len(outcome.trained)} trained, {len(outcome.skipped)} skipped (finished "
+        f"earlier), {len(outcome.failed)} failed; {plan.out / report.RESULTS}, {report.TABLE}, "
+        f"{report.MAP_FIGURE}, {report.LOSS_FIGURE}",
+        file=sys.stderr,
+    )
+    if outcome.failed:
+        print(
+            f"sweep: {len(outcome.failed)} of {n} cells failed, listed in "
+            f"{plan.out / FAILURES}; rerun the command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from sarb.report import report_main
+    """Rewrite a sweep's table and figures from its results.csv; print the table."""
+    from sarb.report import write_report
 
-    return report_main(args)
+    paths = write_report(args.dir)
+    sys.stdout.write(paths[0].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -363,15 +395,25 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="methods x known proportions x seeds: results.csv, table, figures",
         conflict_handler="resolve",  # the grid flags replace --method/--known/--out of train
     )  # fmt: skip
-    from sarb.sweep import add_sweep_arguments
-
-    add_sweep_arguments(p)
+    add_config_arguments(p)  # every `sarb train` flag; the grid flags below replace four
+    p.add_argument(
+        "--config",
+        help="YAML file (or packaged config name: quick, demo, paper, sweep_paper); may hold a"
+        " 'sweep:' section (methods, known, seeds)",
+    )
+    p.add_argument("--methods", "--method", dest="methods",
+                   help="comma-separated methods, or 'all' (see `sarb methods`)")  # fmt: skip
+    p.add_argument(
+        "--known", help="comma-separated known-label fractions (default: the paper's 0.1,...,0.9)"
+    )
+    p.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # rejected: use --seeds
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="sweep directory: runs/, results.csv, table.md, figures")  # fmt: skip
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("report", help="rebuild a sweep's table.md and figures from results.csv")
-    from sarb.report import add_report_arguments
-
-    add_report_arguments(p)
+    p.add_argument("dir", metavar="DIR", help="a sweep directory (holds results.csv)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("bench", help="speed and memory ratios, measured side by side")

@@ -26,11 +26,9 @@ back exactly), so ``sarb report`` reproduces it byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
-import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -432,16 +430,3 @@ def write_report(out_dir: str | Path) -> list[Path]:
     plot_map_vs_known(rows, out_dir / MAP_FIGURE)
     plot_loss_curves(rows, out_dir, out_dir / LOSS_FIGURE)
     return [table, out_dir / MAP_FIGURE, out_dir / LOSS_FIGURE]
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``sarb report`` arguments."""
-    parser.add_argument("dir", metavar="DIR", help="a sweep directory (holds results.csv)")
-
-
-def report_main(args: argparse.Namespace) -> int:
-    """``sarb report DIR``: rewrite the table and figures; print the table."""
-    paths = write_report(args.dir)
-    sys.stdout.write(paths[0].read_text())
-    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    return 0

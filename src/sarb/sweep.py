@@ -56,7 +56,6 @@ from sarb import report
 from sarb.config import (
     PATH_FIELDS,
     TrainConfig,
-    add_config_arguments,
     config_path,
     read_config_sections,
     resolve_config,
@@ -185,36 +184,6 @@ def read_sweep_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]
         if key not in SWEEP_KEYS:
             raise SarbError(f"{path}: unknown key {key!r} in 'sweep' ({', '.join(SWEEP_KEYS)})")
     return settings, sweep
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``sarb sweep`` flags: every ``sarb train`` flag, with the grid replacing
-    ``--method``, ``--known``, ``--seed`` and ``--out``. The parser must be created with
-    ``conflict_handler="resolve"`` (the grid flags replace the training ones)."""
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--config",
-        help="YAML file (or packaged config name: quick, demo, "
-        "paper, sweep_paper); may hold a 'sweep:' section (methods, known, seeds)",
-    )
-    parser.add_argument(
-        "--methods",
-        "--method",
-        dest="methods",
-        help="comma-separated methods, or 'all' (see `sarb methods`)",
-    )
-    parser.add_argument(
-        "--known",
-        help="comma-separated known-label proportions (default: the paper's 0.1,0.2,...,0.9)",
-    )
-    parser.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # rejected: use --seeds
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="sweep directory: runs/, results.csv, table.md, figures",
-    )
 
 
 def plan_from_args(args: argparse.Namespace) -> SweepPlan:
@@ -377,34 +346,3 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
             write_outputs(out, plan.methods)  # a partial sweep is usable at any time
     write_outputs(out, plan.methods)
     return outcome
-
-
-def _count(items: Any, noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
-
-
-def sweep_main(args: argparse.Namespace) -> int:
-    """``sarb sweep``: run the grid, print the table; exit code 1 when a cell failed."""
-    plan = plan_from_args(args)
-    n = len(plan.cells())
-    print(
-        f"sweep: {_count(plan.methods, 'method')} x {_count(plan.known, 'proportion')} x "
-        f"{_count(plan.seeds, 'seed')} = {_count(range(n), 'cell')} into {plan.out}",
-        file=sys.stderr,
-    )
-    outcome = run_sweep(plan)
-    sys.stdout.write((plan.out / report.TABLE).read_text())
-    summary = (
-        f"sweep: {len(outcome.trained)} trained, {len(outcome.skipped)} skipped (finished "
-        f"earlier), {len(outcome.failed)} failed; {plan.out / report.RESULTS}, {report.TABLE}, "
-        f"{report.MAP_FIGURE}, {report.LOSS_FIGURE}"
-    )
-    print(summary, file=sys.stderr)
-    if outcome.failed:
-        print(
-            f"sweep: {len(outcome.failed)} of {n} cells failed, listed in "
-            f"{plan.out / FAILURES}; rerun the command to retry them",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
