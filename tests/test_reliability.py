@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sarb.losses as losses
-from sarb.checkpoint import FORMAT, load_checkpoint
+from sarb.checkpoint import load_checkpoint
 from sarb.cli import main
 from sarb.errors import SarbError
 from sarb.runs import RunDir
@@ -73,21 +73,32 @@ def test_unwritable_out_is_one_line(tmp_path, tiny_dataset, capsys):
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    method = torch.nn.Module()
+    method.model, method.augmentations = torch.nn.Linear(2, 1), torch.nn.ModuleDict()
+    optimizer = torch.optim.SGD(method.parameters(), 0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    generator = torch.Generator().manual_seed(0)
     run = RunDir(tmp_path)
-    run.save({"format": FORMAT, "model": {"w": torch.ones(2)}, "config": {}}, best=False)
+
+    def save(value: float) -> None:
+        torch.nn.init.constant_(method.model.weight, value)
+        run.save(method, optimizer, scheduler, generator, {"config": {}}, best=False)
+
+    save(1.0)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(SarbError, match="last.pt.*No space left"):
-        run.save({"format": FORMAT, "model": {"w": torch.zeros(2)}, "config": {}}, best=False)
+        save(0.0)
     monkeypatch.undo()
-    assert torch.equal(run.load_last()["model"]["w"], torch.ones(2))
-    assert torch.equal(load_checkpoint(run / RunDir.LAST)["model"]["w"], torch.ones(2))
+    ones = torch.ones(1, 2)
+    assert torch.equal(run.load_last()["model"]["weight"], ones)
+    assert "optimizer" in run.load_last() and "rng" in run.load_last()
     # no temporary file left: last.pt, and the copy of it kept aside before the write
     assert {p.name for p in tmp_path.iterdir()} == {RunDir.LAST, RunDir.LAST_PREV}
-    assert torch.equal(load_checkpoint(run / RunDir.LAST_PREV)["model"]["w"], torch.ones(2))
+    assert torch.equal(load_checkpoint(run / RunDir.LAST_PREV)["model"]["weight"], ones)
 
 
 def test_corrupt_checkpoint_names_the_file(tmp_path: Path):

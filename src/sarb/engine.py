@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from sarb import distributed
-from sarb.checkpoint import FORMAT
 from sarb.config import TrainConfig, absolute_paths
 from sarb.data.features import cache_path, feature_maps
 from sarb.data.loaders import make_loader
@@ -36,9 +35,7 @@ from sarb.runtime import (
     amp_enabled,
     autocast,
     pick_device,
-    rng_state,
     seed_everything,
-    set_rng_state,
 )
 
 
@@ -98,16 +95,9 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
     best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
     if resume:
-        state = run.load_last(device)
-        if state.get("migrated_from") is not None:
-            raise SarbError(f"{run.path}: written by an older sarb; start the run over")
-        model.load_state_dict(state["model"])
-        method.augmentations.load_state_dict(state["augmentations"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = run.restore(method, optimizer, scheduler, generator, device)
         start_epoch, step = state["epoch"], state["step"]
         best_map, best_epoch = state["best_val_mAP"], state["best_epoch"]
-        set_rng_state(state["rng"], generator)
         print(f"sarb: resuming {run.path} after epoch {start_epoch}", file=sys.stderr)
     log = run.open_log(start_epoch if resume else None) if dist_info.is_main else None
     for epoch in range(start_epoch, cfg.epochs):
@@ -129,25 +119,17 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
             log.write({"epoch": epoch + 1, "step": step, **means, **method.logged_values(),
                        "lr": lr, "val_mAP": val_map,
                        "epoch_time_s": round(time.time() - started, 3)})  # fmt: skip
-            run.save(
-                {
-                    "format": FORMAT,
-                    "model": model.state_dict(),
-                    "augmentations": method.augmentations.state_dict(),
-                    "config": dataclasses.asdict(cfg),
-                    "class_names": list(splits.train.class_names),
-                    "dataset": splits.name,
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "val_mAP": val_map,
-                    "best_val_mAP": best_map,
-                    "best_epoch": best_epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(generator),
-                },
-                best=improved,
-            )
+            record = {
+                "config": dataclasses.asdict(cfg),
+                "class_names": list(splits.train.class_names),
+                "dataset": splits.name,
+                "epoch": epoch + 1,
+                "step": step,
+                "val_mAP": val_map,
+                "best_val_mAP": best_map,
+                "best_epoch": best_epoch,
+            }
+            run.save(method, optimizer, scheduler, generator, record, best=improved)
         if not quiet:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "

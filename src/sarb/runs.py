@@ -27,11 +27,13 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
-from sarb.checkpoint import load_checkpoint
+from sarb.checkpoint import FORMAT, load_checkpoint
 from sarb.config import TrainConfig, config_yaml
 from sarb.errors import SarbError
 from sarb.files import atomic_write
+from sarb.runtime import rng_state, set_rng_state
 
 
 class RunDir:
@@ -88,12 +90,34 @@ class RunDir:
         """Whether there is a ``last.pt`` (or its predecessor) to resume from."""
         return any((self / f).is_file() for f in (self.LAST, self.LAST_PREV))
 
-    def save(self, payload: dict[str, Any], best: bool) -> None:
-        """Write ``last.pt`` (keeping the previous one as ``last.prev.pt``, so that a last.pt
-        always exists) and, when ``best``, ``best.pt`` without the optimiser state."""
+    def save(
+        self,
+        method: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        generator: torch.Generator,
+        record: dict[str, Any],
+        best: bool,
+    ) -> None:
+        """Checkpoint the training state after an epoch: ``last.pt`` holds the model, the
+        method's own state (``method.augmentations``), ``record`` (config, classes, epoch
+        bookkeeping), the optimiser, the scheduler and every RNG state; the previous one is kept
+        as ``last.prev.pt``, so that a ``last.pt`` always exists. When ``best``, ``best.pt``
+        gets the same without the optimiser, scheduler and RNG states."""
+        model_state = {
+            "format": FORMAT,
+            "model": method.model.state_dict(),
+            "augmentations": method.augmentations.state_dict(),
+            **record,
+        }
         if best:
-            model_only = {k: v for k, v in payload.items() if k not in TRAINING_STATE}
-            atomic_write(self / self.BEST, lambda f: torch.save(model_only, f))
+            atomic_write(self / self.BEST, lambda f: torch.save(model_state, f))
+        payload = {
+            **model_state,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(generator),
+        }
         last = self / self.LAST
         if last.is_file():  # linked aside first: last.pt never disappears
             staged = self / f".{self.LAST_PREV}.tmp"
@@ -104,6 +128,26 @@ class RunDir:
                 shutil.copy2(last, staged)
             os.replace(staged, self / self.LAST_PREV)
         atomic_write(last, lambda f: torch.save(payload, f))
+
+    def restore(
+        self,
+        method: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, Any]:
+        """Load what :meth:`save` wrote last into the given objects and the RNGs; returns the
+        checkpoint (its ``epoch``, ``step``, ``best_val_mAP``, ``best_epoch``...)."""
+        state = self.load_last(device)
+        if state.get("migrated_from") is not None:
+            raise SarbError(f"{self.path}: written by an older sarb; start the run over")
+        method.model.load_state_dict(state["model"])
+        method.augmentations.load_state_dict(state["augmentations"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], generator)
+        return state
 
     def load_last(self, device: torch.device | str = "cpu") -> dict[str, Any]:
         """``last.pt``, or ``last.prev.pt`` when the former is missing or damaged (said so)."""
@@ -168,10 +212,6 @@ class RunDir:
             if isinstance(record, dict):
                 records.append(record)
         return records
-
-
-TRAINING_STATE = ("optimizer", "scheduler", "rng")
-"""Checkpoint keys that only ``last.pt`` holds (what an exact resume needs beyond the model)."""
 
 
 class RunLog:

@@ -62,6 +62,7 @@ from sarb.config import (
 )
 from sarb.data.partial import check_known
 from sarb.errors import SarbError
+from sarb.methods import check_parts
 from sarb.presets import PART_FIELDS, PRESETS
 from sarb.runs import RunDir
 
@@ -208,7 +209,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         settings, parse_methods(methods), parse_known(known), parse_seeds(seeds), Path(args.out)
     )
     for method in plan.methods:  # a bad setting fails now, not after hours of training
-        plan.config(Cell(method, plan.known[0], 0))
+        check_parts(plan.config(Cell(method, plan.known[0], 0)))
     return plan
 
 
