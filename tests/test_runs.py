@@ -43,6 +43,7 @@ def test_train_without_out_prints_the_directory_it_wrote(
 def test_best_holds_the_model_and_last_the_training_state(sarb_run: RunDir) -> None:
     best, last = sarb_run.load_best(), sarb_run.load_last()
     assert best["format"] == last["format"] == 2
+    assert best["class_embeddings"] == "learned"  # --embeddings learned, recorded as such
     assert {"optimizer", "scheduler", "rng"}.isdisjoint(best) and {"optimizer", "rng"} <= set(last)
     assert "ilrb.weight.raw" in last["augmentations"] and "plrb.prototypes" in last["augmentations"]
     assert not any(k.startswith(("ilrb", "plrb")) for k in last["model"])  # method state apart
@@ -92,6 +93,7 @@ def test_a_format_1_checkpoint_loads_through_the_key_migration(sarb_run, tmp_pat
     )
     assert migrated["config"]["augment"] == "ilrb,plrb,contrastive"
     assert migrated["config"]["crop_flip"] is True
+    assert migrated["class_embeddings"] == "learned"
     assert migrated["augmentations"]["ilrb.weight.raw"].shape == ()
     images = torch.randn(3, 3, 32, 32)
     expected = load_model(sarb_run.path, device="cpu").predict(images)

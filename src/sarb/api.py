@@ -32,7 +32,6 @@ from sarb.data.transforms import preprocess
 from sarb.engine import evaluate, fit, predict_scores
 from sarb.errors import SarbError
 from sarb.models.factory import DataInfo, build_model
-from sarb.models.heads import HEADS
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
 from sarb.runtime import amp_enabled, pick_device
@@ -85,15 +84,15 @@ def rebuild_model(payload: Mapping[str, Any], origin: str = "checkpoint") -> Mul
 
     Built by the training's own :func:`~sarb.models.factory.build_model`, independently of the
     machine and of the training data: the backbone starts from random weights (no ImageNet file
-    is looked for), fixed class embeddings (the config records whether they were learned) are
-    taken from the state dict instead of their source, and the label graph comes from the state
-    dict. ``origin`` names the checkpoint in errors.
+    is looked for), fixed class embeddings (the checkpoint records whether they were ``fixed``
+    or ``learned``) are taken from the state dict instead of their source, and the label graph
+    comes from the state dict. ``origin`` names the checkpoint in errors.
     """
     cfg = dataclasses.replace(_checkpoint_config(payload, origin), weights="random")
     class_names = _checkpoint_classes(payload, origin)
     state = payload["model"]
     vectors = None
-    if HEADS.get(cfg.head).build.uses_embeddings and cfg.embeddings != "learned":
+    if payload.get("class_embeddings") == "fixed":
         stored = state.get("head.embeddings.weight")
         if not torch.is_tensor(stored) or stored.dim() != 2:
             raise SarbError(f"{origin}: the checkpoint has no class embeddings for its {cfg.head}"

@@ -2,8 +2,9 @@
 
 Format 2 (this version) holds ``model`` (the backbone + head state dict), ``augmentations``
 (the method's own state: blend weights, prototypes, pseudo-labels), ``config`` (every
-TrainConfig field, the method's parts included), ``class_names``, ``dataset``, ``format`` and
-the epoch bookkeeping; ``last.pt`` adds the optimiser, scheduler and RNG states.
+TrainConfig field, the method's parts included), ``class_names``, ``class_embeddings``
+(``fixed``, ``learned`` or None: what the head holds), ``dataset``, ``format`` and the epoch
+bookkeeping; ``last.pt`` adds the optimiser, scheduler and RNG states.
 
 Format 1 (sarb 0.1, no ``format`` key) stored one ``model`` state dict in which the method's
 state sat inside the head, and a config without the parts. :func:`migrate` converts one on
@@ -17,7 +18,8 @@ follows the old parameter order):
   ``head.prototypes``, ``head.prototype_valid`` -> ``plrb.*``; ``head.pseudo_labels`` ->
   ``curriculum.pseudo_labels``;
 - ``augment: true|false`` (random crop and flip) -> ``crop_flip``;
-- ``embeddings: auto`` is resolved as the old loader did: 50 columns (GloVe) fixed, else learned.
+- ``class_embeddings`` (fixed or learned) is inferred as sarb 0.1 did: ``--embeddings learned``,
+  or ``auto`` with other than GloVe's 50 columns, were learned; the rest fixed.
 """
 
 from __future__ import annotations
@@ -88,8 +90,11 @@ def migrate(payload: dict[str, Any]) -> dict[str, Any]:
                 key = new + key[len(old) :]
                 break
         model[key] = value
-    emb = model.get("head.embeddings.weight")
-    if config.get("embeddings") == "auto" and torch.is_tensor(emb) and emb.dim() == 2:
-        config["embeddings"] = "glove" if emb.shape[1] == 50 else "learned"
+    emb, kind = model.get("head.embeddings.weight"), None
+    if torch.is_tensor(emb) and emb.dim() == 2:  # sarb 0.1's rule: 50 columns are GloVe's
+        learned = config.get("embeddings") == "learned" or (
+            config.get("embeddings") == "auto" and emb.shape[1] != 50
+        )
+        kind = "learned" if learned else "fixed"
     return {**payload, "model": model, "augmentations": augmentations, "config": config,
-            "format": FORMAT, "migrated_from": 1}  # fmt: skip
+            "class_embeddings": kind, "format": FORMAT, "migrated_from": 1}  # fmt: skip

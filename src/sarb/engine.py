@@ -61,8 +61,6 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     generator = seed_everything(cfg.seed)
     splits = load_splits(cfg)
     vectors = embeddings_for(cfg, splits.train.class_names)
-    if cfg.embeddings == "auto":  # recorded as what was used, so a checkpoint rebuilds it
-        cfg = dataclasses.replace(cfg, embeddings="learned" if vectors is None else "glove")
     info = DataInfo(splits.train.class_names, vectors, splits.train.labels)
     method = build_method(cfg, info).to(device)
     model = method.model
@@ -122,6 +120,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
             record = {
                 "config": dataclasses.asdict(cfg),
                 "class_names": list(splits.train.class_names),
+                "class_embeddings": model.class_embeddings_kind,
                 "dataset": splits.name,
                 "epoch": epoch + 1,
                 "step": step,

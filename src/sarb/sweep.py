@@ -222,8 +222,6 @@ def config_differences(run: RunDir, cfg: TrainConfig) -> list[str] | None:
     if not any(f in saved for f in PART_FIELDS) and saved.get("method") in PRESETS:
         saved = {**PRESETS.create(saved["method"]).parts(), **saved}  # written by sarb 0.1
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
-    if cfg.embeddings == "auto":  # the run recorded what "auto" resolved to
-        ignore.add("embeddings")
     diffs = []
     if cfg.amp is None:  # unset: the run recorded what its device resolved it to
         ignore.add("amp")

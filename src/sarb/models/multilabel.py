@@ -22,6 +22,13 @@ class MultiLabelModel(nn.Module):
         self.head = head
         self.takes_feature_maps = False
 
+    @property
+    def class_embeddings_kind(self) -> str | None:
+        """``"fixed"`` or ``"learned"`` class embeddings, or None for a head without them:
+        recorded in checkpoints, so that a rebuild makes the same module."""
+        emb = getattr(self.head, "embeddings", None)
+        return None if emb is None else ("learned" if emb.learned else "fixed")
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's feature map (B, D, h, w) of images ``x`` (or ``x`` itself when the
         inputs are cached feature maps); images on CUDA go channels-last."""
