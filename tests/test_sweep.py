@@ -349,3 +349,19 @@ def test_sweep_help_offers_seeds_not_seed(capsys) -> None:
         main(["sweep", "--help"])
     out = capsys.readouterr().out
     assert "--seeds" in out and "--seed " not in out and "--seed\n" not in out
+
+
+def test_a_cell_written_by_sarb_0_1_matches_its_preset(tmp_path) -> None:
+    """An old config.yaml (``augment`` = crop and flip, no parts) is compared as it was meant."""
+    from sarb.config import resolve_config
+    from sarb.runs import RunDir
+    from sarb.sweep import config_differences
+
+    cfg = resolve_config(None, method="sarb", crop_flip=False, known=0.1)
+    run = RunDir(tmp_path)
+    (tmp_path / RunDir.CONFIG).write_text("method: sarb\naugment: false\nknown: 0.1\n")
+    assert config_differences(run, cfg) == []
+    (tmp_path / RunDir.CONFIG).write_text("method: ssgrl\naugment: true\nknown: 0.1\n")
+    assert sorted(d.split()[0] for d in config_differences(run, cfg)) == [
+        "augment", "crop_flip", "method"
+    ]  # fmt: skip

@@ -57,6 +57,7 @@ from sarb.config import (
     PATH_FIELDS,
     TrainConfig,
     config_path,
+    legacy_keys,
     read_config_sections,
     resolve_config,
 )
@@ -219,8 +220,9 @@ def config_differences(run: RunDir, cfg: TrainConfig) -> list[str] | None:
     saved = run.read_config()
     if saved is None:
         return None
+    saved = legacy_keys(saved)
     if not any(f in saved for f in PART_FIELDS) and saved.get("method") in PRESETS:
-        saved = {**PRESETS.create(saved["method"]).parts(), **saved}  # written by sarb 0.1
+        saved = {**saved, **PRESETS.create(saved["method"]).parts()}  # written by sarb 0.1
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
     diffs = []
     if cfg.amp is None:  # unset: the run recorded what its device resolved it to
