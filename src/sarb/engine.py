@@ -75,7 +75,8 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         if cfg.sync_bn and device.type != "cuda":
             raise SarbError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only)")
         if cfg.sync_bn:
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+            model = method.model
         step_fn = wrap_ddp(method, device)
     if cfg.compile:  # after DDP, so that DDP's optimizer splits the graph at bucket boundaries
         step_fn = torch.compile(step_fn)
@@ -164,7 +165,8 @@ def _cached_feature_maps(
     cfg: TrainConfig, method: Method, splits: Splits, device: torch.device
 ) -> dict[str, torch.Tensor] | None:
     """The one decision between cached feature maps and the backbone: the maps of every split
-    when ``--feature-cache`` can serve this method exactly (see :mod:`sarb.data.features`)."""
+    with ``--feature-cache``, a fully frozen backbone and no augmentation that mixes images
+    (see :mod:`sarb.data.features`); None (and a note why, when asked for) otherwise."""
     if not cfg.feature_cache:
         return None
     backbone = method.model.backbone
