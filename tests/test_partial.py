@@ -7,9 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from sarb.data.partial import PROTOCOLS, mask_labels
+from sarb.data.partial import PROTOCOLS, SINGLE_POSITIVE, mask_labels, single_positive
 from sarb.errors import SarbError
 
+BY_FRACTION = [p for p in PROTOCOLS if p != SINGLE_POSITIVE]
 SHAPES = [(1, 1), (7, 3), (50, 20), (200, 80)]
 PROPORTIONS = [0.1, 0.3, 0.5, 0.7, 0.9]
 
@@ -69,7 +70,7 @@ def test_hcp_leaves_global_rng_alone():
     np.testing.assert_array_equal(np.random.random(3), expected)  # noqa: NPY002
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", BY_FRACTION)
 def test_nested_across_proportions(protocol):
     full = _full((60, 25))
     known_sets = [mask_labels(full, p, protocol=protocol) != 0 for p in [*PROPORTIONS, 1.0]]
@@ -78,7 +79,7 @@ def test_nested_across_proportions(protocol):
         assert smaller.sum() <= larger.sum()
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", BY_FRACTION)
 def test_known_values_are_kept_unchanged(protocol):
     full = _full((30, 9))
     out = mask_labels(full, 0.5, protocol=protocol)
@@ -86,7 +87,7 @@ def test_known_values_are_kept_unchanged(protocol):
     np.testing.assert_array_equal(out[kept], full[kept])
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", BY_FRACTION)
 def test_known_one_is_a_copy(protocol):
     full = _full((5, 4))
     out = mask_labels(full, 1, protocol=protocol)
@@ -158,3 +159,49 @@ def test_bad_seed(seed):
 def test_bad_label_values():
     with pytest.raises(SarbError, match="found 2"):
         mask_labels(np.array([[1, 2]]), 0.5)
+
+
+# --------------------------------------------------------------------------- single positive
+
+
+def _dense(n: int, c: int, seed: int, density: float = 0.3) -> np.ndarray:
+    return np.where(np.random.default_rng(seed).random((n, c)) < density, 1, -1).astype(np.int8)
+
+
+def test_single_positive_keeps_one_positive_per_image_and_nothing_else():
+    full = _dense(500, 12, 0)
+    full[:5] = -1  # five images without a positive
+    out = mask_labels(full, 1.0, seed=3, protocol="single-positive")
+    assert out.dtype == np.int8 and set(np.unique(out)) <= {0, 1}  # no negative is kept
+    has = (full == 1).any(axis=1)
+    assert ((out == 1).sum(axis=1) == has).all()  # exactly one where there is any, else none
+    assert (full[out == 1] == 1).all()  # the kept label is one of the image's positives
+    assert (out[:5] == 0).all()
+
+
+def test_single_positive_is_reproducible_and_differs_across_seeds():
+    full = _dense(300, 10, 1)
+    a = mask_labels(full, 1.0, seed=7, protocol="single-positive")
+    np.testing.assert_array_equal(a, mask_labels(full, 1.0, seed=7, protocol="single-positive"))
+    assert (a != mask_labels(full, 1.0, seed=8, protocol="single-positive")).any()
+
+
+def test_single_positive_picks_uniformly_among_an_images_positives():
+    """Every image has the same 4 positives: over 20,000 images each must be kept about 5,000
+    times; a chi-square test with 3 degrees of freedom at p = 0.001 (critical value 16.27)."""
+    full = -np.ones((20_000, 9), dtype=np.int8)
+    full[:, [1, 4, 5, 8]] = 1
+
+    def chi2(kept: np.ndarray) -> float:
+        counts = (kept == 1).sum(axis=0)[[1, 4, 5, 8]]
+        return float(((counts - 5_000) ** 2 / 5_000).sum())
+
+    assert chi2(single_positive(full, seed=0)) < 16.27
+    first = np.zeros_like(full)  # the statistic catches a biased pick (the first positive)
+    first[:, 1] = 1
+    assert chi2(first) > 16.27
+
+
+def test_single_positive_rejects_a_fraction():
+    with pytest.raises(SarbError, match="--known 0.5 does not apply"):
+        mask_labels(_dense(5, 3, 0), 0.5, protocol="single-positive")

@@ -76,14 +76,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_masks(args: argparse.Namespace) -> int:
     from sarb.data.csvio import read_matrix, write_matrix
-    from sarb.data.partial import mask_labels
+    from sarb.data.partial import SINGLE_POSITIVE, mask_labels
 
+    if args.known is None and args.protocol != SINGLE_POSITIVE:
+        raise SarbError(f"--known is required with --protocol {args.protocol}")
     full = read_matrix(args.labels, allowed={1, -1}, integer=True, what="labels")
-    partial = mask_labels(full, args.known, seed=args.seed, protocol=args.protocol)
+    known = 1.0 if args.known is None else args.known
+    partial = mask_labels(full, known, seed=args.seed, protocol=args.protocol)
     write_matrix(args.out, partial)
     kept = (partial != 0).mean()
+    empty = int((partial == 0).all(axis=1).sum()) if partial.ndim == 2 else 0
     print(
-        f"{args.out}: {partial.shape[0]} x {partial.shape[1]}, {kept:.1%} of labels known",
+        f"{args.out}: {partial.shape[0]} x {partial.shape[1]}, {kept:.1%} of labels known"
+        + (f"; {empty} images without a known label" if empty else ""),
         file=sys.stderr,
     )
     return 0
@@ -350,11 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", required=True, help="FULL.csv: no header, N rows of C values in {1,-1}"
     )
     p.add_argument(
-        "--known", required=True, type=float, help="proportion of labels kept, in (0, 1]"
+        "--known", type=float, help="fraction of labels kept, in (0, 1] (not with single-positive)"
     )
     p.add_argument("--out", required=True, help="PARTIAL.csv: same shape, values in {1,-1,0}")
     p.add_argument("--seed", type=int, default=0, help="0 reproduces the paper's masks")
-    p.add_argument("--protocol", default="hcp", help="hcp (the paper's), per-image, generator")
+    p.add_argument(
+        "--protocol",
+        default="hcp",
+        help="hcp (the paper's), per-image, generator, single-positive (one positive per image)",
+    )
     p.set_defaults(func=_cmd_masks)
 
     p = sub.add_parser("metrics", help="mAP and the F1 family of SPEC §7 for a score matrix")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sarb.data.partial import check_known
+from sarb.data.partial import PROTOCOLS, SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
 from sarb.presets import DEFAULT_METHOD, apply_preset
 
@@ -46,14 +46,19 @@ class TrainConfig:
     )
     val_fraction: float = _opt(0.1, "fraction of the training set held out when --val is not given")
     known: float = _opt(1.0, "fraction of training labels kept (the paper's masks); 1 keeps all")
-    mask_protocol: str = _opt("hcp", "how labels are hidden", ("hcp", "per-image", "generator"))
+    mask_protocol: str = _opt(
+        "hcp", "how training labels are hidden (single-positive: one positive per image)",
+        PROTOCOLS,
+    )  # fmt: skip
     mask_seed: int = _opt(0, "seed of the label mask (0 reproduces the paper's masks)")
     cache_dir: str | None = _opt(None, "where the demo data and feature caches live")
     # method: a preset, and its parts (sarb.presets)
     method: str | None = _opt(None, f"method preset (see `sarb methods`; {DEFAULT_METHOD})")
     head: str | None = _opt(None, "head on the feature map: linear, csrl, gcn, kggr (the preset's)")
     loss: str | None = _opt(
-        None, "loss: partial-bce, partial-bce-durand, assume-negative (the preset's)"
+        None,
+        "loss: partial-bce, partial-bce-durand, assume-negative, an-ls, wan, epr, asl, hill"
+        " (the preset's)",
     )
     augment: str | None = _opt(
         None,
@@ -101,6 +106,17 @@ class TrainConfig:
         0.1, "curriculum labelling: fraction of the still-unknown labels set per round"
     )
     mixup_alpha: float = _opt(1.0, "IP-/FM-Mixup: mixing weight ~ Beta(alpha, alpha)")
+    # losses (Cole et al. 2021, Ridnik et al. 2021, Zhang et al. 2021)
+    ls_coef: float = _opt(0.1, "an-ls: label smoothing epsilon")
+    expected_positives: float | None = _opt(
+        None, "epr: expected positives per image (default: estimated from the known labels)"
+    )
+    asl_gamma_pos: float = _opt(0.0, "asl: focusing exponent of positives")
+    asl_gamma_neg: float = _opt(4.0, "asl: focusing exponent of negatives")
+    asl_clip: float = _opt(0.05, "asl: probability margin (shift) of negatives")
+    hill_lambda: float = _opt(1.5, "hill: lambda of the negative term (lambda - p) p^2")
+    focal_margin: float = _opt(1.0, "hill: margin of the focal-margin positive term")
+    focal_gamma: float = _opt(2.0, "hill: focusing exponent of the focal-margin positive term")
     # run
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -125,6 +141,10 @@ class TrainConfig:
             if choices and value is not None and value not in choices:
                 raise SarbError(f"--{_flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
         check_known(self.known)
+        if self.mask_protocol == SINGLE_POSITIVE and self.known != 1.0:
+            raise SarbError(
+                f"--known {self.known} does not apply to --mask-protocol {SINGLE_POSITIVE}"
+            )
         for name in (
             "epochs",
             "batch_size",
@@ -145,6 +165,15 @@ class TrainConfig:
             )
         if self.mixup_alpha <= 0:
             raise SarbError(f"--mixup-alpha must be > 0, got {self.mixup_alpha}")
+        if not 0.0 <= self.ls_coef < 0.5:
+            raise SarbError(f"--ls-coef must be in [0, 0.5), got {self.ls_coef}")
+        if self.expected_positives is not None and self.expected_positives <= 0:
+            raise SarbError(f"--expected-positives must be > 0, got {self.expected_positives}")
+        for name in ("asl_gamma_pos", "asl_gamma_neg", "focal_gamma", "focal_margin"):
+            if getattr(self, name) < 0:
+                raise SarbError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.asl_clip < 1.0:
+            raise SarbError(f"--asl-clip must be in [0, 1), got {self.asl_clip}")
 
 
 def _flag(name: str) -> str:

@@ -110,7 +110,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         )
         skipped_total += means.get("skipped_steps", 0)
         scheduler.step()
-        val_map = evaluate(model, val_loader, splits.val.labels, cfg, device)["mAP"] or 0.0
+        val_map = evaluate(model, val_loader, splits.selection_labels, cfg, device)["mAP"] or 0.0
         improved = val_map > best_map
         if improved:
             best_map, best_epoch = val_map, epoch + 1
@@ -145,6 +145,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         "method": cfg.method,
         "dataset": splits.name,
         "known": cfg.known,
+        "mask_protocol": cfg.mask_protocol,
         "seed": cfg.seed,
         "selected_on": "val",
         "best_epoch": best_epoch,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sarb.errors import SarbError
 from sarb.registry import Registry
 
 NORMALIZATIONS = ("batch", "image")
@@ -146,26 +149,172 @@ def assume_negative_bce(logits: Tensor, targets: Tensor, normalize: str = "batch
     return partial_bce(logits, torch.where(targets == 0, -1.0, targets), normalize)
 
 
+# --------------------------------------------------------------------------------------------
+# The loss-based partial-label methods. One rule for all (written down in the README): where a
+# paper defines a treatment of *unobserved* labels (single-positive data), it applies to the
+# unknown entries; known negatives get plain BCE; known positives get the paper's positive term.
+# A known entry with a soft target s = max(t, 0) (after blending) weighs the positive term by s
+# and the negative one by 1 - s. Each is a mean over the B x C entries (ASL: over the known ones).
+# --------------------------------------------------------------------------------------------
+
+
+def _neg_log_p(logits: Tensor) -> Tensor:
+    """``-log sigmoid(x)``, stable."""
+    return F.softplus(-logits)
+
+
+def _neg_log_1mp(logits: Tensor) -> Tensor:
+    """``-log(1 - sigmoid(x))``, stable."""
+    return F.softplus(logits)
+
+
+def _combine(
+    logits: Tensor, targets: Tensor, positive: Tensor, negative: Tensor, unknown: Tensor
+) -> Tensor:
+    """``s * positive + (1 - s) * negative`` on known entries, ``unknown`` elsewhere (B, C)."""
+    s = targets.clamp(min=0).to(logits.dtype)
+    known = s * positive + (1 - s) * negative
+    return torch.where(targets != 0, known, unknown)
+
+
+def an_ls_loss(logits: Tensor, targets: Tensor, smoothing: float = 0.1) -> Tensor:
+    """AN-LS (Cole et al., CVPR 2021): assume negative with label smoothing ``epsilon``.
+
+    positive: ``(1 - e) (-log p) + e (-log(1 - p))``; unknown (assumed negative):
+    ``(1 - e) (-log(1 - p)) + e (-log p)``; known negative: ``-log(1 - p)``.
+    """
+    pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
+    positive = (1 - smoothing) * pos + smoothing * neg
+    unknown = (1 - smoothing) * neg + smoothing * pos
+    return _combine(logits, targets, positive, neg, unknown).mean()
+
+
+def wan_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """WAN (Cole et al., CVPR 2021): weak assume negative; an unknown entry is a negative with
+    weight ``gamma = 1 / (C - 1)``; positives and known negatives are plain BCE."""
+    gamma = 1.0 / max(logits.shape[1] - 1, 1)
+    pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
+    return _combine(logits, targets, pos, neg, gamma * neg).mean()
+
+
+def expected_positive_regularizer(probs: Tensor, expected: float) -> Tensor:
+    """``(mean_n sum_c p_nc - k)^2 / C^2`` (Cole et al., CVPR 2021): the batch's mean number
+    of predicted positives per image held near the expected number ``k``."""
+    c = probs.shape[1]
+    return (probs.sum(dim=1).mean() - expected) ** 2 / c**2
+
+
+def epr_loss(logits: Tensor, targets: Tensor, expected: float) -> Tensor:
+    """EPR (Cole et al., CVPR 2021): BCE on the known entries (a sum over the B x C entries,
+    unknown ones contributing 0) + :func:`expected_positive_regularizer`."""
+    pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
+    bce = _combine(logits, targets, pos, neg, torch.zeros_like(pos)).mean()
+    return bce + expected_positive_regularizer(torch.sigmoid(logits), expected)
+
+
+def asl_loss(
+    logits: Tensor,
+    targets: Tensor,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+) -> Tensor:
+    """ASL (Ridnik et al., ICCV 2021) over the known entries, averaged over them.
+
+    positive: ``-(1 - p)^gamma_pos log p``; negative: ``-p_m^gamma_neg log(1 - p_m)`` with the
+    shifted probability ``p_m = max(p - clip, 0)``; unknown entries: 0.
+    """
+    p = torch.sigmoid(logits)
+    positive = (1 - p) ** gamma_pos * _neg_log_p(logits)
+    p_m = (p - clip).clamp(min=0)
+    negative = p_m**gamma_neg * -torch.log((1 - p_m).clamp(min=1e-8))
+    per_entry = _combine(logits, targets, positive, negative, torch.zeros_like(p))
+    return per_entry.sum() / (targets != 0).sum().clamp(min=1).to(p.dtype)
+
+
+def focal_margin_positive(logits: Tensor, margin: float = 1.0, gamma: float = 2.0) -> Tensor:
+    """The focal-margin positive term of Zhang et al. (2021): ``-(1 - p_m)^gamma log p_m``,
+    ``p_m = sigmoid(x - margin)``."""
+    shifted = logits - margin
+    return (1 - torch.sigmoid(shifted)) ** gamma * _neg_log_p(shifted)
+
+
+def hill_loss(
+    logits: Tensor, targets: Tensor, lam: float = 1.5, margin: float = 1.0, gamma: float = 2.0
+) -> Tensor:
+    """Hill (Zhang et al., "Simple and Robust Loss Design for Multi-Label Learning with Missing
+    Labels", 2021): focal-margin positives; an unknown entry gets ``(lam - p) p^2``, which
+    down-weights the likely missing positives (high p); known negatives: BCE."""
+    p = torch.sigmoid(logits)
+    positive = focal_margin_positive(logits, margin, gamma)
+    return _combine(logits, targets, positive, _neg_log_1mp(logits), (lam - p) * p**2).mean()
+
+
+def expected_positives(labels: Any, given: float | None) -> float:
+    """``k`` of EPR: ``given``, else estimated from partial labels (N, C) as the sum over classes
+    of the positive rate among their known entries. Labels without any known negative (single
+    positive labels) cannot estimate it: a one-line error asks for ``--expected-positives``."""
+    if given is not None:
+        return float(given)
+    labels = np.asarray(labels)
+    known = (labels != 0).sum(axis=0)
+    if not (labels == -1).any():
+        raise SarbError(
+            "--loss epr needs --expected-positives K (the mean number of positives per image):"
+            " these labels have no known negative to estimate it from"
+        )
+    rate = np.divide((labels == 1).sum(axis=0), known, out=np.zeros(labels.shape[1]),
+                     where=known > 0)  # fmt: skip
+    return float(rate.sum())
+
+
 Loss = Callable[[Tensor, Tensor], Tensor]
 """A method's loss: ``loss(logits (B, C), targets (B, C)) -> scalar``."""
 LOSSES: Registry[Loss] = Registry("loss", "--loss")
-"""``LOSSES.create(name, cfg)``: the loss of ``--loss name`` with its settings from ``cfg``."""
+"""``LOSSES.create(name, cfg, info)``: the loss of ``--loss name`` with its settings from
+``cfg`` (and, for EPR, the training labels of ``info``)."""
 LOSSES.register("partial-bce", summary="BCE over the known labels (SSGRL, SARB)")(
-    lambda cfg: functools.partial(partial_bce, normalize=cfg.bce_normalize)
+    lambda cfg, info: functools.partial(partial_bce, normalize=cfg.bce_normalize)
 )
 LOSSES.register("partial-bce-durand", summary="known-label BCE scaled by g(p) (Durand et al.)")(
-    lambda cfg: partial_bce_durand
+    lambda cfg, info: partial_bce_durand
 )
 LOSSES.register("assume-negative", summary="unknown labels taken as absent")(
-    lambda cfg: functools.partial(assume_negative_bce, normalize=cfg.bce_normalize)
+    lambda cfg, info: functools.partial(assume_negative_bce, normalize=cfg.bce_normalize)
+)
+LOSSES.register("an-ls", reference="Cole et al., CVPR 2021")(
+    lambda cfg, info: functools.partial(an_ls_loss, smoothing=cfg.ls_coef)
+)
+LOSSES.register("wan", reference="Cole et al., CVPR 2021")(lambda cfg, info: wan_loss)
+LOSSES.register("epr", reference="Cole et al., CVPR 2021")(
+    lambda cfg, info: functools.partial(
+        epr_loss, expected=expected_positives(info.train_labels, cfg.expected_positives)
+    )
+)
+LOSSES.register("asl", reference="Ridnik et al., ICCV 2021")(
+    lambda cfg, info: functools.partial(
+        asl_loss, gamma_pos=cfg.asl_gamma_pos, gamma_neg=cfg.asl_gamma_neg, clip=cfg.asl_clip
+    )
+)
+LOSSES.register("hill", reference="Zhang et al., 2021")(
+    lambda cfg, info: functools.partial(
+        hill_loss, lam=cfg.hill_lambda, margin=cfg.focal_margin, gamma=cfg.focal_gamma
+    )
 )
 
 
 __all__ = [
     "LOSSES",
+    "an_ls_loss",
+    "asl_loss",
     "assume_negative_bce",
     "contrastive_loss",
     "durand_weight",
+    "epr_loss",
+    "expected_positive_regularizer",
+    "expected_positives",
+    "hill_loss",
     "partial_bce",
     "partial_bce_durand",
+    "wan_loss",
 ]

@@ -73,6 +73,16 @@ _preset("gcn-ml", "Chen et al., CVPR 2019 (ML-GCN)", "classifiers from a GCN ove
         "embeddings", head="gcn", loss="partial-bce")  # fmt: skip
 _preset("kggr", "Chen et al., TPAMI 2021 (re-implemented)", "classifiers propagated by a "
         "second GGNN", head="kggr", loss="partial-bce")  # fmt: skip
+_COLE = "Cole et al., CVPR 2021"
+_preset("an-ls", _COLE, "assume negative with label smoothing", head="linear", loss="an-ls")
+_preset("wan", _COLE, "weak assume negative: unknown labels down-weighted to 1/(C-1)",
+        head="linear", loss="wan")  # fmt: skip
+_preset("epr", _COLE, "BCE on known labels + expected-positive regulariser",
+        head="linear", loss="epr")  # fmt: skip
+_preset("asl", "Ridnik et al., ICCV 2021", "asymmetric loss over the known labels",
+        head="linear", loss="asl")  # fmt: skip
+_preset("hill", "Zhang et al., 2021", "focal-margin positives, Hill loss on unknown labels",
+        head="linear", loss="hill")  # fmt: skip
 _preset("ip-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of images (pixel space)",
         head="linear", loss="partial-bce", augment="ip-mixup")  # fmt: skip
 _preset("fm-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of backbone feature maps",

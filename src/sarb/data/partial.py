@@ -13,7 +13,8 @@ import numpy as np
 
 from sarb.errors import SarbError
 
-PROTOCOLS: tuple[str, ...] = ("hcp", "per-image", "generator")
+PROTOCOLS: tuple[str, ...] = ("hcp", "per-image", "generator", "single-positive")
+SINGLE_POSITIVE = "single-positive"
 
 
 def check_known(known: float) -> float:
@@ -63,6 +64,22 @@ def _per_image(full: np.ndarray, known: float, seed: int) -> np.ndarray:
     return np.where(ranks < keep, full, 0)
 
 
+def single_positive(full: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Single positive labels (Cole et al., CVPR 2021): each image with at least one positive
+    keeps exactly one of them, chosen uniformly with ``np.random.default_rng(seed)``; every other
+    entry becomes unknown (0), and an image without a positive becomes all unknown. Returns int8.
+    """
+    full = np.asarray(full)
+    if full.ndim != 2:
+        raise SarbError(f"single positive labels need an N x C label matrix, got {full.shape}")
+    keys = np.where(full == 1, np.random.default_rng(seed).random(full.shape), -1.0)  # (N, C)
+    has = (full == 1).any(axis=1)  # (N,)
+    out = np.zeros(full.shape, dtype=np.int8)
+    rows = np.flatnonzero(has)
+    out[rows, keys[rows].argmax(axis=1)] = 1  # the largest of iid uniforms: a uniform positive
+    return out
+
+
 def mask_labels(full: np.ndarray, known: float, seed: int = 0, protocol: str = "hcp") -> np.ndarray:
     """Hide label entries of ``full`` (values in {1, -1, 0}) so that a proportion ``known`` stays.
 
@@ -75,6 +92,7 @@ def mask_labels(full: np.ndarray, known: float, seed: int = 0, protocol: str = "
     - ``per-image``: each image keeps exactly ``max(1, round(known * C))`` of its C entries
       (Python's round, half to even), chosen uniformly with ``np.random.default_rng(seed)``.
     - ``generator``: entry-wise like ``hcp`` but drawn with ``np.random.default_rng(seed)``.
+    - ``single-positive``: :func:`single_positive` (``known`` does not apply and must be 1).
 
     ``known`` must be in (0, 1]; ``known == 1`` returns a copy of ``full``. Returns int8.
     """
@@ -88,6 +106,10 @@ def mask_labels(full: np.ndarray, known: float, seed: int = 0, protocol: str = "
     if full.size and not np.isin(full, (-1, 0, 1)).all():
         bad = full[~np.isin(full, (-1, 0, 1))].flat[0]
         raise SarbError(f"labels must be 1, -1 or 0 before masking, found {bad}")
+    if protocol == SINGLE_POSITIVE:
+        if known != 1.0:
+            raise SarbError(f"--known {known} does not apply to single positive labels")
+        return single_positive(full, seed)
     if known == 1.0:
         return full.astype(np.int8, copy=True)
     if protocol == "hcp":

@@ -8,8 +8,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sarb.data.dataset import LabelledImages, drop_unreadable, split_train_val
-from sarb.data.partial import mask_labels
+from sarb.data.partial import SINGLE_POSITIVE, mask_labels, single_positive
 from sarb.data.sources import read_dataset
 
 
@@ -22,6 +24,16 @@ class Splits:
     val: LabelledImages
     test: LabelledImages
     skipped_images: dict[str, int] = dataclasses.field(default_factory=dict)
+    single_positive: bool = False
+
+    @property
+    def selection_labels(self) -> np.ndarray:
+        """The labels (N_val, C) that rank epochs. Single positive validation labels have no
+        known negative (every AP would be 100), so there every unknown counts as absent, as Cole
+        et al. select their epochs."""
+        if self.single_positive:
+            return np.where(self.val.labels == 0, -1, self.val.labels).astype(np.int8)
+        return self.val.labels
 
 
 def load_splits(cfg: Any) -> Splits:
@@ -33,16 +45,23 @@ def load_splits(cfg: Any) -> Splits:
     (and counted in ``skipped_images``).
     """
     source = read_dataset(cfg)
-    train = source.train
-    if cfg.known < 1.0:
+    train, val = source.train, source.val
+    single = cfg.mask_protocol == SINGLE_POSITIVE
+    if cfg.known < 1.0 or single:
         train = train.with_labels(
             mask_labels(train.labels, cfg.known, cfg.mask_seed, cfg.mask_protocol)
         )
-    if source.val is not None:
-        splits = Splits(source.name, train, source.val, source.test)
-    else:
+    if single and val is not None:  # the validation split gets the same treatment
+        val = val.with_labels(single_positive(val.labels, cfg.mask_seed))
+    if val is None:
         train, val = split_train_val(train, cfg.val_fraction, cfg.seed)
-        splits = Splits(source.name, train, val, source.test)
+    splits = Splits(source.name, train, val, source.test, single_positive=single)
+    if single:
+        for part in ("train", "val"):
+            empty = int((getattr(splits, part).labels == 0).all(axis=1).sum())
+            if empty:
+                print(f"sarb: single positive labels: {empty} {part} images without a positive"
+                      " are all unknown", file=sys.stderr)  # fmt: skip
     if cfg.skip_bad_images:
         for part in ("train", "val", "test"):
             kept, bad = drop_unreadable(getattr(splits, part))

@@ -113,4 +113,4 @@ def build_method(cfg: Any, info: DataInfo) -> Method:
     names = check_parts(cfg)
     model = build_model(cfg, info)
     augs = {name: AUGMENTATIONS.create(name, cfg, info) for name in names}
-    return Method(model, LOSSES.create(cfg.loss, cfg), augs)
+    return Method(model, LOSSES.create(cfg.loss, cfg, info), augs)
