@@ -20,6 +20,7 @@ from sarb.methods import Method, build_method
 from sarb.methods.augmentations import AUGMENTATIONS, Curriculum, ImageMixup
 from sarb.methods.curriculum import select_pseudo_labels
 from sarb.methods.mixup import mix_targets, mixup
+from sarb.methods.objectives import FunctionLoss
 from sarb.models.factory import DataInfo
 from sarb.models.gcn import mlgcn_adjacency
 from sarb.presets import PRESETS, split_augment
@@ -195,13 +196,13 @@ def test_curriculum_rounds_accumulate_and_keep_known_labels() -> None:
     assert torch.equal(targets[known], labels[index][known])
     assert torch.equal(targets[~known], cur.pseudo_labels[index][~known].float())
     # a training step trains on the relabelled targets
-    seen, loss = [], method.loss
+    seen, loss = [], method.loss.fn
 
     def recording_loss(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         seen.append(t)
         return loss(logits, t)
 
-    method.loss = recording_loss
+    method.loss = FunctionLoss(recording_loss)
     method.model.takes_feature_maps = True
     method(torch.randn(3, D_IN, 3, 3), labels[index], index, epoch=3)
     assert len(seen) == 1 and torch.equal(seen[0], targets)

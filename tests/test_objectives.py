@@ -109,7 +109,9 @@ def test_expected_positives_from_partial_labels():
         expected_positives(np.array([[1, 0], [0, 1]]), None)  # single positive: no negatives
 
 
-@pytest.mark.parametrize("loss", ["an-ls", "wan", "epr", "asl", "hill"])
+@pytest.mark.parametrize(
+    "loss", ["an-ls", "wan", "epr", "role", "asl", "hill", "splc", "ll-r", "ll-ct", "ll-cp"]
+)
 @pytest.mark.parametrize("head", ["linear", "csrl"])
 def test_every_loss_trains_with_the_linear_and_the_csrl_head(tiny_dataset, tmp_path, loss, head):
     args = tiny_train_args(tiny_dataset, tmp_path / "run")
@@ -143,3 +145,114 @@ def test_single_positive_training(tiny_dataset, tmp_path, capsys):
     args[args.index("--known") + 1] = "0.5"
     assert main(args) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- losses with state
+
+
+def test_splc_by_hand():
+    from sarb.methods.objectives import SPLC
+
+    loss = SPLC(tau=0.6, start=1, margin=1.0, gamma=2.0)
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0]], dtype=torch.float64)  # unknown p(2) = 0.88
+    targets = torch.tensor([[1.0, -1.0, 0.0, 0.0]], dtype=torch.float64)
+    pos = (1 - _p(0.5 - 1.0)) ** 2 * _nlp(0.5 - 1.0)  # focal margin
+    neg = _nl1mp(-1.0)
+    focal_neg = lambda x: _p(x) ** 2 * _nl1mp(x)  # noqa: E731
+    before = (pos + neg + focal_neg(2.0) + focal_neg(0.0)) / 4
+    after = (pos + neg + (1 - _p(2.0)) ** 2 * _nlp(2.0) + focal_neg(0.0)) / 4  # 2.0 corrected
+    index = torch.arange(1)
+    assert float(loss(logits, targets, index, epoch=0)) == pytest.approx(before, rel=1e-12)
+    assert float(loss(logits, targets, index, epoch=1)) == pytest.approx(after, rel=1e-12)
+
+
+def _ll_case():
+    logits = torch.tensor([[3.0, 2.0, -1.0, 0.5], [1.0, -2.0, 4.0, 0.0]], dtype=torch.float64)
+    targets = torch.tensor([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    an = [[_nl1mp(3.0), _nl1mp(2.0), _nlp(-1.0), _nl1mp(0.5)],
+          [_nl1mp(1.0), _nl1mp(-2.0), _nl1mp(4.0), _nlp(0.0)]]  # fmt: skip
+    return logits, targets, an
+
+
+@pytest.mark.parametrize("scheme", ["reject", "temporary", "permanent"])
+def test_large_loss_rejects_or_corrects_exactly_the_k_largest_unknown_losses(scheme):
+    from sarb.methods.objectives import LargeLoss
+
+    logits, targets, an = _ll_case()
+    # unknown-entry losses: (0,0) 3.05, (0,1) 2.13, (0,3) 0.97, (1,1) 0.13, (1,2) 4.02;
+    # the known (1,0) negative's 1.31 is larger than two of them but is never chosen
+    loss = LargeLoss(scheme, delta=0.25, num_images=2, num_classes=4)
+    index = torch.arange(2)
+    assert float(loss(logits, targets, index, epoch=0)) == pytest.approx(
+        sum(map(sum, an)) / 8, rel=1e-12
+    )  # epoch 0: plain assume negative
+    epoch = 1  # rate 0.25 (ll-r, ll-ct: 0.25 x epoch): k = ceil(8 x 0.25) = 2 -> (1,2), (0,0)
+    got = float(loss(logits, targets, index, epoch=epoch))
+    changed = {(1, 2): 4.0, (0, 0): 3.0}
+    expected = [[v for v in row] for row in an]
+    for (r, c), x in changed.items():
+        expected[r][c] = 0.0 if scheme == "reject" else _nlp(x)
+    assert got == pytest.approx(sum(map(sum, expected)) / 8, rel=1e-12)
+    if scheme == "permanent":  # the corrections stay: next time they are known positives
+        assert loss.corrected.nonzero().tolist() == [[0, 0], [1, 2]]
+        assert loss.rate(5) == 0.25  # a constant rate
+    else:
+        assert loss.rate(2) == 0.5  # grows with the epoch
+        assert not hasattr(loss, "corrected")
+
+
+def test_large_loss_permanent_records_only_from_the_batch_itself():
+    from sarb.methods.objectives import LargeLoss
+
+    logits, targets, _ = _ll_case()
+    loss = LargeLoss("permanent", delta=0.25, num_images=2, num_classes=4)
+    loss(logits, targets, torch.arange(2), epoch=1, primary=False)  # a blended branch
+    assert not loss.corrected.any()
+
+
+def test_role_by_hand_and_its_initial_estimates():
+    from sarb.methods.objectives import ROLE
+
+    labels = np.array([[1, 0], [-1, 0]])
+    torch.manual_seed(0)
+    role = ROLE(labels, expected=1.0, lr_mult=10.0)
+    est = torch.sigmoid(role.estimates.detach()).double()
+    assert est[0, 0] == pytest.approx(0.995) and est[1, 0] == pytest.approx(0.005)
+    assert 0.4 <= est[0, 1] <= 0.6 and 0.4 <= est[1, 1] <= 0.6 and role.lr_mult == 10.0
+    logits = torch.tensor([[0.5, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    targets = torch.tensor(labels, dtype=torch.float64)
+
+    def entry(x: float, g: float, kind: str) -> float:
+        p = _p(x)
+        cross = (g * -math.log(p) + (1 - g) * -math.log(1 - p)
+                 + p * -math.log(g) + (1 - p) * -math.log(1 - g))  # fmt: skip
+        if kind == "pos":
+            return 0.5 * (-math.log(p) - math.log(g)) + 0.5 * cross
+        return _nl1mp(x) if kind == "neg" else 0.5 * cross
+
+    e = est.numpy()
+    kinds = [["pos", "unk"], ["neg", "unk"]]
+    total = sum(
+        entry(float(logits[r, c]), e[r, c], kinds[r][c]) for r in range(2) for c in range(2)
+    )
+    p = torch.sigmoid(logits).numpy()
+    reg = 0.5 * ((p.sum(1).mean() - 1) ** 2 / 4 + (e.sum(1).mean() - 1) ** 2 / 4)
+    got = float(role(logits, targets, torch.arange(2), epoch=0).detach())
+    assert got == pytest.approx(total / 4 + reg, rel=1e-6)
+    got_t = role(logits.float(), targets.float(), torch.tensor([1, 0]), epoch=0)
+    got_t.backward()
+    assert role.estimates.grad.abs().sum() > 0  # the estimates learn
+
+
+def test_role_trains_its_estimates_at_a_higher_learning_rate(tiny_dataset, tmp_path):
+    from sarb.config import resolve_config
+    from sarb.methods import build_method
+    from sarb.models.factory import DataInfo
+
+    labels = np.array([[1, -1, 0], [0, 1, -1]])
+    cfg = resolve_config(None, method="role", backbone="cnn3", weights="random")
+    method = build_method(cfg, DataInfo(["a", "b", "c"], None, labels))
+    groups = method.param_groups(1e-3)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-2)
+    assert groups[1]["params"] == [method.loss.estimates]
+    assert all(p is not method.loss.estimates for p in groups[0]["params"])

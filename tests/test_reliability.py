@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sarb.losses as losses
+import sarb.methods.objectives as objectives
 from sarb.checkpoint import load_checkpoint
 from sarb.cli import main
 from sarb.errors import SarbError
@@ -18,17 +18,17 @@ from tests.conftest import tiny_train_args
 
 
 def _nan_on_call(monkeypatch: pytest.MonkeyPatch, bad_call: int) -> None:
-    """The partial-BCE loss (bce-ignore's, one call per step) returns NaN on its ``bad_call``-th
-    call; patched before the run builds its loss (``LOSSES.create``)."""
-    real = losses.partial_bce
+    """The partial-BCE loss (bce-ignore's, one call per step) returns NaN on its
+    ``bad_call``-th call."""
+    real = objectives.FunctionLoss.forward
     calls = {"n": 0}
 
-    def flaky(logits, targets, normalize="batch"):
+    def flaky(self, *args, **kwargs):
         calls["n"] += 1
-        loss = real(logits, targets, normalize)
+        loss = real(self, *args, **kwargs)
         return loss * float("nan") if calls["n"] == bad_call else loss
 
-    monkeypatch.setattr(losses, "partial_bce", flaky)
+    monkeypatch.setattr(objectives.FunctionLoss, "forward", flaky)
 
 
 def test_nonfinite_loss_stops_with_a_clear_message(tmp_path, tiny_dataset, monkeypatch, capsys):
@@ -75,6 +75,7 @@ def test_unwritable_out_is_one_line(tmp_path, tiny_dataset, capsys):
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     method = torch.nn.Module()
     method.model, method.augmentations = torch.nn.Linear(2, 1), torch.nn.ModuleDict()
+    method.loss = torch.nn.Module()
     optimizer = torch.optim.SGD(method.parameters(), 0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     generator = torch.Generator().manual_seed(0)

@@ -18,10 +18,11 @@ from tests.conftest import tiny_train_args
 
 
 def _args(tiny: dict[str, Path], out: Path) -> list[str]:
+    """SARB trained with ROLE's loss: blending state and label estimates must both resume."""
     args = tiny_train_args(tiny, out, "sarb")
     args[args.index("--epochs") + 1] = "4"
     args[args.index("--batch-size") + 1] = "4"
-    return [*args, "--deterministic"]
+    return [*args, "--loss", "role", "--deterministic"]
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -66,7 +67,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_datas
     assert expected.pop("run_dir") == str(reference.resolve())
     assert got == expected
     a, b = load_checkpoint(reference / "last.pt"), load_checkpoint(out / "last.pt")
-    for part in ("model", "augmentations"):
+    assert a["loss"]["estimates"].shape[1] == 3  # ROLE's label estimates, one row per image
+    for part in ("model", "augmentations", "loss"):
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), key

@@ -1,7 +1,8 @@
 """Checkpoints: read without executing code (``weights_only=True``); written by ``sarb.runs``.
 
 Format 2 (this version) holds ``model`` (the backbone + head state dict), ``augmentations``
-(the method's own state: blend weights, prototypes, pseudo-labels), ``config`` (every
+and ``loss`` (the method's own state: blend weights, prototypes, pseudo-labels, ROLE's label
+estimates, LL-Cp's corrections), ``config`` (every
 TrainConfig field, the method's parts included), ``class_names``, ``class_embeddings``
 (``fixed``, ``learned`` or None: what the head holds), ``dataset``, ``format`` and the epoch
 bookkeeping; ``last.pt`` adds the optimiser, scheduler and RNG states.
@@ -96,5 +97,5 @@ def migrate(payload: dict[str, Any]) -> dict[str, Any]:
             config.get("embeddings") == "auto" and emb.shape[1] != 50
         )
         kind = "learned" if learned else "fixed"
-    return {**payload, "model": model, "augmentations": augmentations, "config": config,
+    return {**payload, "model": model, "augmentations": augmentations, "loss": {}, "config": config,
             "class_embeddings": kind, "format": FORMAT, "migrated_from": 1}  # fmt: skip

@@ -57,8 +57,8 @@ class TrainConfig:
     head: str | None = _opt(None, "head on the feature map: linear, csrl, gcn, kggr (the preset's)")
     loss: str | None = _opt(
         None,
-        "loss: partial-bce, partial-bce-durand, assume-negative, an-ls, wan, epr, asl, hill"
-        " (the preset's)",
+        "loss: partial-bce, partial-bce-durand, assume-negative, an-ls, wan, epr, role, asl,"
+        " hill, splc, ll-r, ll-ct, ll-cp (the preset's)",
     )
     augment: str | None = _opt(
         None,
@@ -115,8 +115,12 @@ class TrainConfig:
     asl_gamma_neg: float = _opt(4.0, "asl: focusing exponent of negatives")
     asl_clip: float = _opt(0.05, "asl: probability margin (shift) of negatives")
     hill_lambda: float = _opt(1.5, "hill: lambda of the negative term (lambda - p) p^2")
-    focal_margin: float = _opt(1.0, "hill: margin of the focal-margin positive term")
-    focal_gamma: float = _opt(2.0, "hill: focusing exponent of the focal-margin positive term")
+    focal_margin: float = _opt(1.0, "hill, splc: margin of the focal-margin positive term")
+    focal_gamma: float = _opt(2.0, "hill, splc: focusing exponent of the focal terms")
+    role_lr_mult: float = _opt(10.0, "role: learning-rate multiplier of the label estimates")
+    splc_tau: float = _opt(0.6, "splc: probability above which an unknown label counts as positive")
+    splc_start: int = _opt(1, "splc: epoch (0-based) from which unknown labels are corrected")
+    ll_delta: float = _opt(0.2, "ll-r, ll-ct, ll-cp: rejection-rate step, percent of the entries")
     # run
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -172,6 +176,14 @@ class TrainConfig:
         for name in ("asl_gamma_pos", "asl_gamma_neg", "focal_gamma", "focal_margin"):
             if getattr(self, name) < 0:
                 raise SarbError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.role_lr_mult <= 0:
+            raise SarbError(f"--role-lr-mult must be > 0, got {self.role_lr_mult}")
+        if not 0.0 < self.splc_tau < 1.0:
+            raise SarbError(f"--splc-tau must be in (0, 1), got {self.splc_tau}")
+        if self.splc_start < 0:
+            raise SarbError(f"--splc-start must be >= 0, got {self.splc_start}")
+        if not 0.0 <= self.ll_delta <= 100.0:
+            raise SarbError(f"--ll-delta must be a percentage in [0, 100], got {self.ll_delta}")
         if not 0.0 <= self.asl_clip < 1.0:
             raise SarbError(f"--asl-clip must be in [0, 1), got {self.asl_clip}")
 

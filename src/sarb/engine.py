@@ -89,8 +89,8 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     train_loader = loader("train", train=True, gen=generator)
     plain_train_loader = loader("train", train=False)
     val_loader = loader("val", train=False)
-    params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(method.param_groups(cfg.lr), cfg.lr, betas=(0.9, 0.999),
+                                 weight_decay=cfg.weight_decay)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
     best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
     if resume:

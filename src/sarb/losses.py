@@ -7,8 +7,6 @@ soft (``1 - a`` after blending). The BCE target is ``max(t, 0)``; the known mask
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sarb.errors import SarbError
-from sarb.registry import Registry
 
 NORMALIZATIONS = ("batch", "image")
 
@@ -268,43 +265,7 @@ def expected_positives(labels: Any, given: float | None) -> float:
     return float(rate.sum())
 
 
-Loss = Callable[[Tensor, Tensor], Tensor]
-"""A method's loss: ``loss(logits (B, C), targets (B, C)) -> scalar``."""
-LOSSES: Registry[Loss] = Registry("loss", "--loss")
-"""``LOSSES.create(name, cfg, info)``: the loss of ``--loss name`` with its settings from
-``cfg`` (and, for EPR, the training labels of ``info``)."""
-LOSSES.register("partial-bce", summary="BCE over the known labels (SSGRL, SARB)")(
-    lambda cfg, info: functools.partial(partial_bce, normalize=cfg.bce_normalize)
-)
-LOSSES.register("partial-bce-durand", summary="known-label BCE scaled by g(p) (Durand et al.)")(
-    lambda cfg, info: partial_bce_durand
-)
-LOSSES.register("assume-negative", summary="unknown labels taken as absent")(
-    lambda cfg, info: functools.partial(assume_negative_bce, normalize=cfg.bce_normalize)
-)
-LOSSES.register("an-ls", reference="Cole et al., CVPR 2021")(
-    lambda cfg, info: functools.partial(an_ls_loss, smoothing=cfg.ls_coef)
-)
-LOSSES.register("wan", reference="Cole et al., CVPR 2021")(lambda cfg, info: wan_loss)
-LOSSES.register("epr", reference="Cole et al., CVPR 2021")(
-    lambda cfg, info: functools.partial(
-        epr_loss, expected=expected_positives(info.train_labels, cfg.expected_positives)
-    )
-)
-LOSSES.register("asl", reference="Ridnik et al., ICCV 2021")(
-    lambda cfg, info: functools.partial(
-        asl_loss, gamma_pos=cfg.asl_gamma_pos, gamma_neg=cfg.asl_gamma_neg, clip=cfg.asl_clip
-    )
-)
-LOSSES.register("hill", reference="Zhang et al., 2021")(
-    lambda cfg, info: functools.partial(
-        hill_loss, lam=cfg.hill_lambda, margin=cfg.focal_margin, gamma=cfg.focal_gamma
-    )
-)
-
-
 __all__ = [
-    "LOSSES",
     "an_ls_loss",
     "asl_loss",
     "assume_negative_bce",

@@ -79,10 +79,21 @@ _preset("wan", _COLE, "weak assume negative: unknown labels down-weighted to 1/(
         head="linear", loss="wan")  # fmt: skip
 _preset("epr", _COLE, "BCE on known labels + expected-positive regulariser",
         head="linear", loss="epr")  # fmt: skip
+_preset("role", _COLE, "label estimates learned with the classifier (regularised)",
+        head="linear", loss="role")  # fmt: skip
+_KIM = "Kim et al., CVPR 2022"
+_preset("ll-r", _KIM, "assume negative; the largest unknown-label losses rejected",
+        head="linear", loss="ll-r")  # fmt: skip
+_preset("ll-ct", _KIM, "assume negative; the largest unknown-label losses corrected (per step)",
+        head="linear", loss="ll-ct")  # fmt: skip
+_preset("ll-cp", _KIM, "assume negative; the largest unknown-label losses corrected for good",
+        head="linear", loss="ll-cp")  # fmt: skip
 _preset("asl", "Ridnik et al., ICCV 2021", "asymmetric loss over the known labels",
         head="linear", loss="asl")  # fmt: skip
 _preset("hill", "Zhang et al., 2021", "focal-margin positives, Hill loss on unknown labels",
         head="linear", loss="hill")  # fmt: skip
+_preset("splc", "Zhang et al., 2021", "focal margin; confident unknown labels become positives",
+        head="linear", loss="splc")  # fmt: skip
 _preset("ip-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of images (pixel space)",
         head="linear", loss="partial-bce", augment="ip-mixup")  # fmt: skip
 _preset("fm-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of backbone feature maps",

@@ -100,14 +100,15 @@ class RunDir:
         best: bool,
     ) -> None:
         """Checkpoint the training state after an epoch: ``last.pt`` holds the model, the
-        method's own state (``method.augmentations``), ``record`` (config, classes, epoch
-        bookkeeping), the optimiser, the scheduler and every RNG state; the previous one is kept
-        as ``last.prev.pt``, so that a ``last.pt`` always exists. When ``best``, ``best.pt``
-        gets the same without the optimiser, scheduler and RNG states."""
+        method's own state (``method.augmentations``, ``method.loss``), ``record`` (config,
+        classes, epoch bookkeeping), the optimiser, the scheduler and every RNG state; the
+        previous one is kept as ``last.prev.pt``, so that a ``last.pt`` always exists. When
+        ``best``, ``best.pt`` gets the same without the optimiser, scheduler and RNG states."""
         model_state = {
             "format": FORMAT,
             "model": method.model.state_dict(),
             "augmentations": method.augmentations.state_dict(),
+            "loss": method.loss.state_dict(),
             **record,
         }
         if best:
@@ -144,6 +145,7 @@ class RunDir:
             raise SarbError(f"{self.path}: written by an older sarb; start the run over")
         method.model.load_state_dict(state["model"])
         method.augmentations.load_state_dict(state["augmentations"])
+        method.loss.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], generator)

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from sarb.errors import SarbError
-from sarb.losses import LOSSES
 from sarb.methods.augmentations import AUGMENTATIONS, Augmentation, FeatureBatches
+from sarb.methods.objectives import LOSSES, Loss
 from sarb.models.factory import DataInfo, build_model
 from sarb.models.heads import HEADS
 from sarb.models.multilabel import MultiLabelModel
@@ -26,12 +26,7 @@ Terms = dict[str, Tensor]
 class Method(nn.Module):
     """``model`` trained with ``loss`` and ``augmentations`` (applied in registry order)."""
 
-    def __init__(
-        self,
-        model: MultiLabelModel,
-        loss: Any,
-        augmentations: dict[str, Augmentation],
-    ):
+    def __init__(self, model: MultiLabelModel, loss: Loss, augmentations: dict[str, Augmentation]):
         super().__init__()
         self.model = model
         self.loss = loss
@@ -63,9 +58,12 @@ class Method(nn.Module):
             if (blended := a.blend(z, targets, epoch)) is not None:
                 branches.append((f"bce_{name}", *blended))
         logits = head.classify(torch.cat([b[1] for b in branches]))  # one pass for all branches
-        terms = {
-            name: self.loss(lg, t)
-            for (name, _, t), lg in zip(branches, logits.chunk(len(branches)), strict=True)
+        loss_epoch = epoch if self.loss.scheduled else 0
+        terms = {  # the first branch is the batch itself: a loss with state may learn from it
+            name: self.loss(lg, t, index, loss_epoch, primary=i == 0)
+            for i, ((name, _, t), lg) in enumerate(
+                zip(branches, logits.chunk(len(branches)), strict=True)
+            )
         }
         loss = sum(terms.values())
         for name, a in self.augmentations.items():
@@ -73,6 +71,17 @@ class Method(nn.Module):
                 terms[name] = value
                 loss = loss + a.penalty_weight * value
         return loss, {k: v.detach() for k, v in terms.items()}
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: every trainable parameter at ``lr``, except the
+        loss's own (ROLE's label estimates) at ``lr * loss.lr_mult``."""
+        own = {id(p) for p in self.loss.parameters()}
+        groups = [
+            {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in own]}
+        ]
+        if own:
+            groups.append({"params": list(self.loss.parameters()), "lr": lr * self.loss.lr_mult})
+        return groups
 
     def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:
         """Each augmentation's per-epoch work (SARB's prototypes, curriculum pseudo-labels)."""
