@@ -365,3 +365,24 @@ def test_a_cell_written_by_sarb_0_1_matches_its_preset(tmp_path) -> None:
     assert sorted(d.split()[0] for d in config_differences(run, cfg)) == [
         "augment", "crop_flip", "method"
     ]  # fmt: skip
+
+
+def test_single_positive_is_a_column_beside_the_fractions(tiny_dataset, tmp_path, capsys) -> None:
+    from sarb.runs import RunDir
+
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    args = _sweep_args(config, out, "--methods", "an-ls", "--known", "single-positive,0.5")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] an-ls known=0.5 seed=0" in err and "[2/2] an-ls single-positive seed=0" in err
+    rows = read_results(out / "results.csv")
+    assert [r["known"] for r in rows] == [0.5, "single-positive"]
+    saved = RunDir(out / "runs/an-ls/single-positive/seed0").read_config()
+    assert saved["mask_protocol"] == "single-positive" and saved["known"] == 1.0
+    table = (out / "table.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert header.split(" | ")[1:3] == ["50%", "single positive"]
+    row = _table_rows(table)["an-ls"]
+    assert row["Avg."] == row["50%"]  # the average is over the fractions only
+    assert (out / "map_vs_known.png").stat().st_size > 0

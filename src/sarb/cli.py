@@ -413,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", "--method", dest="methods",
                    help="comma-separated methods, or 'all' (see `sarb methods`)")  # fmt: skip
     p.add_argument(
-        "--known", help="comma-separated known-label fractions (default: the paper's 0.1,...,0.9)"
+        "--known",
+        help="comma-separated known-label fractions, and/or single-positive (default: the"
+        " paper's 0.1,...,0.9)",
     )
     p.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # rejected: use --seeds

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from sarb.data.partial import SINGLE_POSITIVE
 from sarb.errors import SarbError
 from sarb.files import atomic_write
 from sarb.published import dataset_column, paper_avg_map
@@ -76,13 +77,27 @@ LOSS_NOTE = (
 )
 
 
+Known = float | str
+"""A label setting of the grid: a known fraction, or ``"single-positive"``."""
+
+
+def known_key(known: Known) -> tuple[bool, float]:
+    """Sort key of label settings: the fractions in order, then single positive labels."""
+    return (True, 0.0) if isinstance(known, str) else (False, float(known))
+
+
+def _fractions(knowns: Iterable[Known]) -> list[float]:
+    return [k for k in knowns if not isinstance(k, str)]
+
+
 def result_row(metrics: dict[str, Any], dataset: str, run_dir: str) -> dict[str, Any]:
     """One ``results.csv`` row from a run's ``metrics.json`` content."""
     top3 = metrics.get("top3") or {}
+    single = metrics.get("mask_protocol") == SINGLE_POSITIVE
     row: dict[str, Any] = {
         "dataset": dataset,
         "method": metrics["method"],
-        "known": float(metrics["known"]),
+        "known": SINGLE_POSITIVE if single else float(metrics["known"]),
         "seed": int(metrics["seed"]),
         **{k: metrics.get(k) for k in METRICS},
         **{f"top3_{k}": top3.get(k) for k in RATES},
@@ -132,7 +147,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = dict(raw)
         try:
             for c in _FLOATS:
-                if c in row:
+                if c in row and not (c == "known" and row[c] == SINGLE_POSITIVE):
                     row[c] = float(row[c]) if row[c] not in ("", None) else math.nan
             for c in _INTS:
                 if c in row:
@@ -165,9 +180,9 @@ class MethodSummary:
     """One row of the table: per-proportion cells and the average over proportions."""
 
     method: str
-    cells: dict[float, dict[str, Stat]]  # known -> metric -> Stat over seeds
-    avg: dict[str, Stat]  # metric -> mean over proportions, std over seeds of per-seed averages
-    complete: bool  # the row has every proportion of its table
+    cells: dict[Known, dict[str, Stat]]  # label setting -> metric -> Stat over seeds
+    avg: dict[str, Stat]  # metric -> mean over fractions, std over seeds of per-seed averages
+    complete: bool  # the row has every label setting of its table
 
 
 def _ordered(values: Iterable[Any]) -> list[Any]:
@@ -175,16 +190,17 @@ def _ordered(values: Iterable[Any]) -> list[Any]:
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], knowns: Sequence[float] | None = None
+    rows: Sequence[dict[str, Any]], knowns: Sequence[Known] | None = None
 ) -> list[MethodSummary]:
-    """Per method (in order of appearance): mean ± std over seeds per proportion, and Avg.
+    """Per method (in order of appearance): mean ± std over seeds per label setting, and Avg.
 
-    ``rows`` are ``results.csv`` rows of one dataset; ``knowns`` the table's proportions
-    (default: all of ``rows``). Avg. of a metric is the mean over the proportions of the
-    per-proportion means (so it equals the mean of the row's cells); its std is the std over
-    seeds of each seed's own average, over the seeds that have all of the row's proportions.
+    ``rows`` are ``results.csv`` rows of one dataset; ``knowns`` the table's label settings
+    (default: all of ``rows``). Avg. of a metric is the mean over the known fractions of the
+    per-fraction means (single positive labels stay out of it); its std is the std over seeds
+    of each seed's own average, over the seeds that have all of the row's fractions.
     """
-    knowns = sorted(set(knowns if knowns is not None else (r["known"] for r in rows)))
+    knowns = sorted(set(knowns if knowns is not None else (r["known"] for r in rows)),
+                    key=known_key)  # fmt: skip
     out = []
     for method in _ordered(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
@@ -193,12 +209,13 @@ def summarize(
             k: {m: stat(r.get(m) for r in mine if r["known"] == k) for m in METRICS} for k in have
         }
         avg = {}
+        fractions = _fractions(have)
         for m in METRICS:
-            means = [cells[k][m].mean for k in have if cells[k][m].n > 0]
+            means = [cells[k][m].mean for k in fractions if cells[k][m].n > 0]
             per_seed = []
             for seed in sorted({r["seed"] for r in mine}):
-                vals = [_value(mine, k, seed, m) for k in have]
-                if have and all(v is not None for v in vals):
+                vals = [_value(mine, k, seed, m) for k in fractions]
+                if fractions and all(v is not None for v in vals):
                     per_seed.append(float(np.mean(vals)))
             spread = stat(per_seed)
             mean = float(np.mean(means)) if means else math.nan
@@ -207,7 +224,7 @@ def summarize(
     return out
 
 
-def _value(rows: Sequence[dict[str, Any]], known: float, seed: int, metric: str) -> float | None:
+def _value(rows: Sequence[dict[str, Any]], known: Known, seed: int, metric: str) -> float | None:
     """The metric of (known, seed); the mean when a rerun left several rows; None if absent."""
     vals = [r.get(metric) for r in rows if r["known"] == known and r["seed"] == seed]
     vals = [v for v in vals if v is not None and math.isfinite(v)]
@@ -221,8 +238,8 @@ def _fmt(s: Stat, mark: str = "") -> str:
     return text + mark
 
 
-def _pct(known: float) -> str:
-    return f"{known * 100:.4g}%"
+def _pct(known: Known) -> str:
+    return "single positive" if isinstance(known, str) else f"{known * 100:.4g}%"
 
 
 def _seed_phrase(seeds: list[int]) -> str:
@@ -243,7 +260,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
-    knowns = sorted({r["known"] for r in rows})
+    knowns = sorted({r["known"] for r in rows}, key=known_key)
     seeds = sorted({r["seed"] for r in rows})
     column = dataset_column(dataset)
     aps = sorted({str(r.get("ap_definition") or "") for r in rows} - {""})
@@ -287,6 +304,11 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
             "(Pu et al., AAAI 2022, Tables 1-2; ResNet-101 at 448 px), '-' where the paper "
             "has none; comparable only with the paper's recipe and the same nine proportions."
         )
+    if SINGLE_POSITIVE in knowns:
+        notes.append(
+            "single positive: one known positive per training image, nothing else known; not "
+            "part of Avg."
+        )
     if fewer_seeds:
         notes.append("*: fewer seeds than the other cells (an unfinished sweep).")
     if partial_row:
@@ -328,7 +350,7 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
     datasets = _ordered(r["dataset"] for r in rows) or ["(no results yet)"]
     fig, axes = _figure(len(datasets))
     for ax, dataset in zip(axes, datasets, strict=True):
-        mine = [r for r in rows if r["dataset"] == dataset]
+        mine = [r for r in rows if r["dataset"] == dataset and not isinstance(r["known"], str)]
         summaries = summarize(mine)
         for j, (s, color) in enumerate(zip(summaries, _colors(len(summaries)), strict=True)):
             ks = sorted(k for k in s.cells if s.cells[k]["mAP"].n > 0)
@@ -373,7 +395,7 @@ def loss_curve_runs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in chosen:
         mine = [r for r in rows if r["method"] == m]
         seed = 0 if any(r["seed"] == 0 for r in mine) else min(r["seed"] for r in mine)
-        out.append(min((r for r in mine if r["seed"] == seed), key=lambda r: r["known"]))
+        out.append(min((r for r in mine if r["seed"] == seed), key=lambda r: known_key(r["known"])))
     return out
 
 

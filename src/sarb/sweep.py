@@ -8,8 +8,10 @@ Usage::
 
 Every cell is one ``sarb train`` run (in this process) with ``--method m --known p --seed s``
 in ``DIR/runs/{m}/known{p}/seed{s}/``; seeds are 0..N-1 and the label mask keeps
-``--mask-seed`` (0, the paper's masks, unless set). Other settings come, by increasing
-precedence, from the defaults, the config file and the flags.
+``--mask-seed`` (0, the paper's masks, unless set). ``--known`` may also list
+``single-positive``: a column of cells trained on single positive labels
+(``DIR/runs/{m}/single-positive/seed{s}/``), shown after the fractions and left out of Avg.
+Other settings come, by increasing precedence, from the defaults, the config file and the flags.
 
 Resuming: a cell whose ``metrics.json`` exists is skipped (and said so; a note is added when
 its ``config.yaml`` differs from the current settings). A cell interrupted mid-training, whose
@@ -61,10 +63,11 @@ from sarb.config import (
     read_config_sections,
     resolve_config,
 )
-from sarb.data.partial import check_known
+from sarb.data.partial import SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
 from sarb.methods import check_parts
 from sarb.presets import PART_FIELDS, PRESETS
+from sarb.report import Known, known_key
 from sarb.runs import RunDir
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -84,16 +87,21 @@ class Cell:
     """One run of the grid."""
 
     method: str
-    known: float
+    known: Known  # a fraction, or "single-positive"
     seed: int
 
     @property
+    def setting(self) -> str:
+        return self.known if isinstance(self.known, str) else f"known{self.known:g}"
+
+    @property
     def label(self) -> str:
-        return f"{self.method} known={self.known:g} seed={self.seed}"
+        known = self.known if isinstance(self.known, str) else f"known={self.known:g}"
+        return f"{self.method} {known} seed={self.seed}"
 
     def run_dir(self, out: Path) -> RunDir:
-        """``DIR/runs/{method}/known{p}/seed{s}``."""
-        return RunDir(out / "runs" / self.method / f"known{self.known:g}" / f"seed{self.seed}")
+        """``DIR/runs/{method}/known{p}/seed{s}`` (``single-positive`` for that setting)."""
+        return RunDir(out / "runs" / self.method / self.setting / f"seed{self.seed}")
 
 
 @dataclass
@@ -102,7 +110,7 @@ class SweepPlan:
 
     settings: dict[str, Any]  # TrainConfig values shared by every cell
     methods: list[str]
-    known: list[float]
+    known: list[Known]
     seeds: list[int]
     out: Path
 
@@ -112,10 +120,12 @@ class SweepPlan:
 
     def config(self, cell: Cell) -> TrainConfig:
         """The full training configuration of a cell."""
+        single = cell.known == SINGLE_POSITIVE
         values = {
             **self.settings,
+            **({"mask_protocol": SINGLE_POSITIVE} if single else {}),
             "method": cell.method,
-            "known": cell.known,
+            "known": 1.0 if single else cell.known,
             "seed": cell.seed,
             "out": str(cell.run_dir(self.out).path),
         }
@@ -131,13 +141,17 @@ class SweepOutcome:
     failed: list[tuple[Cell, str]] = field(default_factory=list)
 
 
-def parse_known(value: str | float | list | tuple) -> list[float]:
-    """``"0.1,0.5"`` or a list -> sorted distinct fractions, each in (0, 1]."""
+def parse_known(value: str | float | list | tuple) -> list[Known]:
+    """``"0.1,0.5,single-positive"`` or a list -> the sorted distinct label settings: fractions
+    in (0, 1], and ``single-positive`` (one known positive per image)."""
     items = value.split(",") if isinstance(value, str) else value
     items = items if isinstance(items, (list, tuple)) else [items]
-    out = []
+    out: list[Known] = []
     for item in items:
         text = str(item).strip()
+        if text == SINGLE_POSITIVE:
+            out.append(text)
+            continue
         try:
             p = float(text)
         except ValueError:
@@ -145,7 +159,7 @@ def parse_known(value: str | float | list | tuple) -> list[float]:
         out.append(check_known(p))
     if not out:
         raise SarbError("--known: no proportion given")
-    return sorted(set(out))
+    return sorted(set(out), key=known_key)
 
 
 def parse_methods(value: str | list | tuple) -> list[str]:
@@ -268,7 +282,7 @@ def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[
     """``results.csv`` rows of every finished cell under ``out/runs``, in grid order (the
     methods of ``method_order`` first), ``run_dir`` relative to ``out``."""
     rows = []
-    for metrics_file in sorted((out / "runs").glob(f"*/known*/seed*/{RunDir.METRICS}")):
+    for metrics_file in sorted((out / "runs").glob(f"*/*/seed*/{RunDir.METRICS}")):
         run = RunDir(metrics_file.parent)
         metrics = run.read_metrics()
         if metrics is None or not {"method", "known", "seed"} <= metrics.keys():
@@ -278,7 +292,12 @@ def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[
         rows.append(report.result_row(metrics, dataset, run.path.relative_to(out).as_posix()))
     order = {m: i for i, m in enumerate(method_order or [])}
     rows.sort(
-        key=lambda r: (order.get(r["method"], len(order)), r["method"], r["known"], r["seed"])
+        key=lambda r: (
+            order.get(r["method"], len(order)),
+            r["method"],
+            known_key(r["known"]),
+            r["seed"],
+        ),  # fmt: skip
     )
     return rows
 
