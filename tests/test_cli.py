@@ -83,6 +83,21 @@ def test_masks_rejects_bad_known(tmp_path: Path, capsys, known: str) -> None:
     assert "--known" in _error_line(capsys)
 
 
+def test_masks_single_positive(tmp_path: Path, capsys) -> None:
+    full = np.where(np.random.default_rng(4).random((40, 6)) < 0.3, 1, -1)
+    full[0] = -1  # an image without a positive
+    np.savetxt(tmp_path / "full.csv", full, fmt="%d", delimiter=",")
+    out = tmp_path / "sp.csv"
+    args = ["masks", "--labels", str(tmp_path / "full.csv"), "--out", str(out)]
+    assert main([*args, "--protocol", "single-positive", "--seed", "2"]) == 0
+    got = np.loadtxt(out, delimiter=",", dtype=int)
+    assert ((got == 1).sum(1) == (full == 1).any(1)).all() and (got >= 0).all()
+    empty = int((~(full == 1).any(1)).sum())
+    assert empty >= 1 and f"; {empty} images without a known label" in capsys.readouterr().err
+    assert main(args) == 2  # the other protocols need --known
+    assert "--known is required" in _error_line(capsys)
+
+
 def test_metrics_rejects_mismatched_shapes(tmp_path: Path, capsys) -> None:
     (tmp_path / "s.csv").write_text("0.1,0.2\n")
     (tmp_path / "l.csv").write_text("1,-1,1\n")
