@@ -110,7 +110,8 @@ def test_expected_positives_from_partial_labels():
 
 
 @pytest.mark.parametrize(
-    "loss", ["an-ls", "wan", "epr", "role", "asl", "hill", "splc", "ll-r", "ll-ct", "ll-cp"]
+    "loss",
+    ["an-ls", "wan", "epr", "role", "asl", "hill", "splc", "ll-r", "ll-ct", "ll-cp", "em"],
 )
 @pytest.mark.parametrize("head", ["linear", "csrl"])
 def test_every_loss_trains_with_the_linear_and_the_csrl_head(tiny_dataset, tmp_path, loss, head):
@@ -256,3 +257,54 @@ def test_role_trains_its_estimates_at_a_higher_learning_rate(tiny_dataset, tmp_p
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-2)
     assert groups[1]["params"] == [method.loss.estimates]
     assert all(p is not method.loss.estimates for p in groups[0]["params"])
+
+
+def test_em_by_hand_and_asymmetric_pseudo_labelling():
+    from sarb.methods.objectives import EntropyMaximization
+
+    labels = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0], [0, 0, 0]])
+    em = EntropyMaximization(labels, alpha=0.1, beta=0.9, proportion=0.5, start=2, epochs=4)
+    # 3 unknown entries per class: int(0.5 x 3 / (4 - 2) rounds) = 0 per round
+    assert em.per_round.tolist() == [0, 0, 0]
+    em = EntropyMaximization(labels, alpha=0.1, beta=0.9, proportion=1.0, start=2, epochs=3)
+    assert em.per_round.tolist() == [3, 3, 3]  # one round labels every unknown entry
+    em = EntropyMaximization(labels, alpha=0.1, beta=0.9, proportion=1.0, start=2, epochs=5)
+    assert em.per_round.tolist() == [1, 1, 1]
+
+    logits = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    targets = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
+    ent = _p(-1.0) * _nlp(-1.0) + (1 - _p(-1.0)) * _nl1mp(-1.0)
+    expected = (_nlp(0.5) - 0.1 * ent + _nl1mp(2.0)) / 3
+    got = float(em(logits, targets, torch.tensor([0]), epoch=0).detach())
+    assert got == pytest.approx(expected, rel=1e-12)
+
+    # APL: scores of the 4 training images; per class, the lowest unknown ones become soft
+    # negatives with their probability as target
+    scores = torch.logit(torch.tensor(
+        [[0.9, 0.2, 0.3], [0.4, 0.1, 0.8], [0.05, 0.7, 0.6], [0.5, 0.3, 0.02]]
+    ))  # fmt: skip
+
+    class Head(torch.nn.Module):
+        def forward(self, fmap):
+            return fmap
+
+    batches = lambda: [(scores, torch.tensor(labels, dtype=torch.float32))]  # noqa: E731
+    em.on_epoch_start(1, Head(), batches)  # before apl_start: nothing
+    assert not em.soft_negatives.any()
+    em.on_epoch_start(2, Head(), batches)
+    chosen = (em.soft_negatives > 0).nonzero().tolist()
+    assert chosen == [[1, 1], [2, 0], [3, 2]]  # the lowest unknown entry of each class
+    assert em.soft_negatives[2, 0] == pytest.approx(0.05)
+    em.on_epoch_start(3, Head(), batches)  # the next round takes the next lowest, never twice
+    assert (em.soft_negatives > 0).nonzero().tolist() == [
+        [0, 1], [0, 2], [1, 0], [1, 1], [2, 0], [3, 2]
+    ]  # fmt: skip
+    # a soft negative's loss: beta x BCE with its soft target
+    x = torch.tensor([[0.0, 0.3, 0.0]], dtype=torch.float64)
+    t = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
+    got = float(em(x, t, torch.tensor([1]), epoch=0).detach())
+    s = 0.4
+    soft = 0.9 * (s * _nlp(0.0) + (1 - s) * _nl1mp(0.0))
+    soft1 = 0.9 * (0.1 * _nlp(0.3) + 0.9 * _nl1mp(0.3))
+    ent0 = _p(0.0) * _nlp(0.0) + (1 - _p(0.0)) * _nl1mp(0.0)
+    assert got == pytest.approx((soft + soft1 - 0.1 * ent0) / 3, rel=1e-5)

@@ -58,7 +58,7 @@ class TrainConfig:
     loss: str | None = _opt(
         None,
         "loss: partial-bce, partial-bce-durand, assume-negative, an-ls, wan, epr, role, asl,"
-        " hill, splc, ll-r, ll-ct, ll-cp (the preset's)",
+        " hill, splc, ll-r, ll-ct, ll-cp, em (the preset's)",
     )
     augment: str | None = _opt(
         None,
@@ -121,6 +121,10 @@ class TrainConfig:
     splc_tau: float = _opt(0.6, "splc: probability above which an unknown label counts as positive")
     splc_start: int = _opt(1, "splc: epoch (0-based) from which unknown labels are corrected")
     ll_delta: float = _opt(0.2, "ll-r, ll-ct, ll-cp: rejection-rate step, percent of the entries")
+    em_alpha: float = _opt(0.1, "em: weight of the entropy of unknown labels")
+    apl_beta: float = _opt(0.9, "em: weight of the soft pseudo-negatives (APL)")
+    apl_proportion: float = _opt(0.9, "em: fraction of each class's unknown labels APL labels")
+    apl_start: int = _opt(5, "em: epoch (0-based) of the first pseudo-labelling round")
     # run
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -184,6 +188,12 @@ class TrainConfig:
             raise SarbError(f"--splc-start must be >= 0, got {self.splc_start}")
         if not 0.0 <= self.ll_delta <= 100.0:
             raise SarbError(f"--ll-delta must be a percentage in [0, 100], got {self.ll_delta}")
+        if self.em_alpha < 0 or self.apl_beta < 0:
+            raise SarbError("--em-alpha and --apl-beta must be >= 0")
+        if not 0.0 <= self.apl_proportion <= 1.0:
+            raise SarbError(f"--apl-proportion must be in [0, 1], got {self.apl_proportion}")
+        if self.apl_start < 0:
+            raise SarbError(f"--apl-start must be >= 0, got {self.apl_start}")
         if not 0.0 <= self.asl_clip < 1.0:
             raise SarbError(f"--asl-clip must be in [0, 1), got {self.asl_clip}")
 

@@ -94,6 +94,8 @@ _preset("hill", "Zhang et al., 2021", "focal-margin positives, Hill loss on unkn
         head="linear", loss="hill")  # fmt: skip
 _preset("splc", "Zhang et al., 2021", "focal margin; confident unknown labels become positives",
         head="linear", loss="splc")  # fmt: skip
+_preset("em", "Zhou et al., ECCV 2022", "entropy maximisation of unknown labels + asymmetric "
+        "pseudo-labelling", head="linear", loss="em")  # fmt: skip
 _preset("ip-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of images (pixel space)",
         head="linear", loss="partial-bce", augment="ip-mixup")  # fmt: skip
 _preset("fm-mixup", "Zhang et al., ICLR 2018", "SARB ablation: mixup of backbone feature maps",

@@ -71,6 +71,28 @@ class Augmentation(nn.Module):
         return {}
 
 
+@torch.no_grad()
+def score_training_split(
+    head: nn.Module, train_batches: FeatureBatches, num_images: int
+) -> tuple[Tensor, Tensor]:
+    """Probabilities (N, C) of the whole training split and its labels (N, C), rows in dataset
+    order; under torchrun each rank scored the rows rank, rank + world, ... and all gather."""
+    probs, labels = [], []
+    for fmap, y in train_batches():
+        probs.append(torch.sigmoid(head(fmap).float()))
+        labels.append(y)
+    probs_t, labels_t = torch.cat(probs), torch.cat(labels)
+    if distributed.active():
+        probs_t, labels_t = gather_cat(probs_t), gather_cat(labels_t)
+        world = torch.distributed.get_world_size()
+        rows = torch.cat([torch.arange(r, num_images, world) for r in range(world)])
+        order = torch.argsort(rows.to(probs_t.device))
+        probs_t, labels_t = probs_t[order], labels_t[order]
+    if len(probs_t) != num_images:
+        raise RuntimeError(f"scored {len(probs_t)} rows of a training split of {num_images}")
+    return probs_t, labels_t
+
+
 AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation", "--augment")
 """``AUGMENTATIONS.create(name, cfg, info)``; ``info`` is the model's DataInfo."""
 
@@ -104,22 +126,7 @@ class Curriculum(Augmentation):
     @torch.no_grad()
     def pseudo_label_round(self, head: nn.Module, train_batches: FeatureBatches) -> None:
         """Score the whole training split (rows in order) and add this round's pseudo-labels."""
-        probs, labels = [], []
-        for fmap, y in train_batches():
-            probs.append(torch.sigmoid(head(fmap).float()))
-            labels.append(y)
-        probs_t, labels_t = torch.cat(probs), torch.cat(labels)
-        if distributed.active():  # each rank scored the rows rank, rank + world, ...
-            probs_t, labels_t = gather_cat(probs_t), gather_cat(labels_t)
-            n, world = len(self.pseudo_labels), torch.distributed.get_world_size()
-            rows = torch.cat([torch.arange(r, n, world) for r in range(world)])
-            order = torch.argsort(rows.to(probs_t.device))
-            probs_t, labels_t = probs_t[order], labels_t[order]
-        if probs_t.shape != self.pseudo_labels.shape:
-            raise RuntimeError(
-                f"curriculum: scored {tuple(probs_t.shape)} entries for a training split of "
-                f"{tuple(self.pseudo_labels.shape)}"
-            )
+        probs_t, labels_t = score_training_split(head, train_batches, len(self.pseudo_labels))
         pseudo = self.pseudo_labels.to(probs_t.device)
         new = select_pseudo_labels(probs_t, labels_t, pseudo, self.fraction)
         self.pseudo_labels.copy_(new.to(self.pseudo_labels.device))

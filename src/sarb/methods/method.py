@@ -84,9 +84,11 @@ class Method(nn.Module):
         return groups
 
     def on_epoch_start(self, epoch: int, train_batches: FeatureBatches) -> None:
-        """Each augmentation's per-epoch work (SARB's prototypes, curriculum pseudo-labels)."""
+        """Each augmentation's and the loss's per-epoch work (SARB's prototypes, pseudo-labels
+        of curriculum labelling and of EM's APL)."""
         for a in self.augmentations.values():
             a.on_epoch_start(epoch, self.model.head, train_batches)
+        self.loss.on_epoch_start(epoch, self.model.head, train_batches)
 
     def logged_values(self) -> dict[str, float]:
         """Scalars worth logging once per epoch (e.g. SARB's blend weights a and b)."""

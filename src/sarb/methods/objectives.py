@@ -15,6 +15,8 @@ the losses with state or a schedule are here:
   ``k = ceil(B C rate)`` with ``rate = ll_delta * epoch`` (ll-r, ll-ct) or ``ll_delta`` (ll-cp).
 - ``role`` (Cole et al., CVPR 2021): a label estimate per training image and class, learned
   jointly with the classifier (learning rate x ``role_lr_mult``), checkpointed.
+- ``em`` (Zhou et al., ECCV 2022): entropy maximisation on unknown labels with asymmetric
+  pseudo-labelling of soft negatives, checkpointed (:class:`EntropyMaximization`).
 
 Every loss follows the rule of :mod:`sarb.losses` for known negatives and soft targets.
 """
@@ -44,6 +46,7 @@ from sarb.losses import (
     partial_bce_durand,
     wan_loss,
 )
+from sarb.methods.augmentations import FeatureBatches, score_training_split
 from sarb.registry import Registry
 
 
@@ -54,6 +57,9 @@ class Loss(nn.Module):
     #: whether it reads ``epoch``; the others get 0, so that a compiled step never guards on
     #: (and recompiles for) the epoch
     scheduled = False
+
+    def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
+        """Before each training epoch (EM's asymmetric pseudo-labelling)."""
 
     def forward(
         self, logits: Tensor, targets: Tensor, index: Tensor, epoch: int, primary: bool = True
@@ -194,6 +200,54 @@ class ROLE(Loss):
         return per_entry.mean() + reg
 
 
+class EntropyMaximization(Loss):
+    """EM + APL (Zhou et al., "Acknowledging the Unknown for Multi-label Learning with Single
+    Positive Labels", ECCV 2022).
+
+    EM: a known positive gets ``-log p``; an unknown entry gets ``-alpha H(p)`` (its entropy is
+    maximised, so it is neither pushed to 0 nor to 1). APL: at the start of every epoch from
+    ``apl_start`` on, per class, the ``int(proportion U_c / (epochs - apl_start))`` unknown
+    entries with the lowest probability become soft negatives (``U_c``: the class's unknown
+    entries at the start), their soft target the probability they had then, weighted ``beta``.
+    The soft targets (N, C) are per-image state, checkpointed (0: none).
+    """
+
+    def __init__(self, labels: np.ndarray, alpha: float, beta: float, proportion: float,
+                 start: int, epochs: int):  # fmt: skip
+        super().__init__()
+        self.alpha, self.beta, self.start = alpha, beta, start
+        unknown = torch.as_tensor(np.asarray(labels) == 0)  # (N, C)
+        per_round = proportion * unknown.sum(dim=0).double() / max(epochs - start, 1)
+        self.register_buffer("per_round", per_round.long())  # (C,) new negatives per round
+        self.register_buffer("soft_negatives", torch.zeros(unknown.shape))  # (N, C)
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, index: Tensor, epoch: int, primary: bool = True
+    ) -> Tensor:
+        pos, neg = F.softplus(-logits), F.softplus(logits)  # -log p, -log(1 - p)
+        p = torch.sigmoid(logits)
+        entropy = p * pos + (1 - p) * neg
+        soft = self.soft_negatives[index].to(logits.dtype)  # (B, C), 0 where none
+        unknown = torch.where(soft > 0, self.beta * (soft * pos + (1 - soft) * neg),
+                              -self.alpha * entropy)  # fmt: skip
+        s = _soft(targets, logits.dtype)
+        known = s * pos + (1 - s) * neg
+        return torch.where(targets != 0, known, unknown).mean()
+
+    @torch.no_grad()
+    def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
+        if epoch < self.start:
+            return
+        probs, labels = score_training_split(head, train_batches, len(self.soft_negatives))
+        soft = self.soft_negatives.to(probs.device)
+        candidates = (labels == 0) & (soft == 0)  # (N, C)
+        ranked = torch.where(candidates, probs, torch.inf)  # the lowest probabilities first
+        rank = ranked.argsort(dim=0, stable=True).argsort(dim=0)  # (N, C): rank within the class
+        chosen = candidates & (rank < self.per_round.to(probs.device))
+        soft = torch.where(chosen, probs.clamp(min=1e-6), soft)
+        self.soft_negatives.copy_(soft.to(self.soft_negatives.device))
+
+
 LOSSES: Registry[Loss] = Registry("loss", "--loss")
 """``LOSSES.create(name, cfg, info)``: the loss of ``--loss name``, its settings from ``cfg``,
 the training labels (EPR's and ROLE's k, ROLE's and LL-Cp's state) from ``info``."""
@@ -244,8 +298,13 @@ LOSSES.register("hill", reference="Zhang et al., 2021")(
 LOSSES.register("splc", reference="Zhang et al., 2021")(
     lambda cfg, info: SPLC(cfg.splc_tau, cfg.splc_start, cfg.focal_margin, cfg.focal_gamma)
 )
+LOSSES.register("em", reference="Zhou et al., ECCV 2022")(
+    lambda cfg, info: EntropyMaximization(
+        info.train_labels, cfg.em_alpha, cfg.apl_beta, cfg.apl_proportion, cfg.apl_start, cfg.epochs
+    )  # fmt: skip
+)
 for _name, _scheme in (("ll-r", "reject"), ("ll-ct", "temporary"), ("ll-cp", "permanent")):
     LOSSES.register(_name, reference="Kim et al., CVPR 2022")(_large_loss(_scheme))
 
 
-__all__ = ["LOSSES", "ROLE", "SPLC", "FunctionLoss", "LargeLoss", "Loss"]
+__all__ = ["LOSSES", "ROLE", "SPLC", "EntropyMaximization", "FunctionLoss", "LargeLoss", "Loss"]
