@@ -111,7 +111,12 @@ class SPLC(Loss):
 
 class LargeLoss(Loss):
     """LL-R, LL-Ct and LL-Cp (Kim et al., CVPR 2022), module docstring. ``scheme``: ``reject``,
-    ``temporary`` or ``permanent``; ``delta``: the rejection rate step as a fraction."""
+    ``temporary`` or ``permanent``; ``delta``: the rejection rate step as a fraction.
+
+    Under torchrun each process ranks the entries of its own shard of the batch (k scaled to
+    the shard), so a run on N processes is close to, not bit-identical with, one on one; LL-Cp's
+    corrections are gathered from every process at each step.
+    """
 
     scheduled = True
 
