@@ -218,7 +218,7 @@ def test_train_from_a_dict_and_from_yaml(tiny_dataset, tmp_path: Path) -> None:
     }
     metrics = api.train(settings, quiet=True)
     assert metrics["mAP"] is not None and 0 <= metrics["mAP"] <= 100
-    assert metrics["method"] == "bce-ignore"
+    assert metrics["method"] == "sarb"  # the default method
     assert json.loads((tmp_path / "dict_run" / "metrics.json").read_text()) == metrics
     yaml_path = tmp_path / "run.yaml"
     yaml_path.write_text(

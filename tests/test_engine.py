@@ -73,7 +73,8 @@ def test_mask_is_drawn_before_the_validation_carve(tiny_dataset) -> None:
 
 def test_feature_cache_is_exact_and_reused(tmp_path: Path, tiny_dataset, capsys) -> None:
     cfg = resolve_config(
-        None, dataset="manifest", train=str(tiny_dataset["train"]), test=str(tiny_dataset["test"]),
+        None, method="bce-ignore", dataset="manifest", train=str(tiny_dataset["train"]),
+        test=str(tiny_dataset["test"]),
         backbone="cnn3", weights="random", trainable="none", feature_cache=True, crop_flip=False,
         image_size=32, cache_dir=str(tmp_path), workers=0, batch_size=8,
     )  # fmt: skip

@@ -268,7 +268,7 @@ class Predictor:
         batch_size: int | None = None,
         workers: int = 0,
     ) -> dict[str, Any]:
-        """SPEC §7 metrics (mAP, OP/OR/OF1, CP/CR/CF1, top-3, AP per class; unknown labels
+        """The metrics (mAP, OP/OR/OF1, CP/CR/CF1, top-3, AP per class; unknown labels
         ignored) of the model on ``data``.
 
         ``data`` must have the checkpoint's classes (any order: its columns are matched by

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,7 +54,9 @@ class TrainConfig:
     mask_seed: int = _opt(0, "seed of the label mask (0 reproduces the paper's masks)")
     cache_dir: str | None = _opt(None, "where the demo data and feature caches live")
     # method: a preset, and its parts (sarb.presets)
-    method: str | None = _opt(None, f"method preset (see `sarb methods`; {DEFAULT_METHOD})")
+    method: str | None = _opt(
+        None, f"method preset (see `sarb methods`; {DEFAULT_METHOD} when no part is given)"
+    )
     head: str | None = _opt(None, "head on the feature map: linear, csrl, gcn, kggr (the preset's)")
     loss: str | None = _opt(
         None,
@@ -284,16 +287,41 @@ def legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+PROTOCOL_FIELDS = ("known", "mask_protocol")
+"""The experiment protocol of a config file, which holds for the file's own dataset only."""
+
+
 def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then ``args.config`` (YAML), then the flags given, then ``overrides``."""
-    values: dict[str, Any] = {}
+    """Defaults, then ``args.config`` (YAML), then the flags given, then ``overrides``.
+
+    Given ``--train`` / ``--test`` manifests imply ``--dataset manifest``. A config file's
+    protocol (``known``, ``mask_protocol``) is the experiment of its own dataset: on another
+    dataset it is dropped, so a recipe such as ``--config demo`` never hides the labels of a
+    user's manifest unless ``--known`` is given.
+    """
+    from_file: dict[str, Any] = {}
     if args is not None and getattr(args, "config", None):
-        values.update(load_yaml(config_path(args.config)))
+        from_file = load_yaml(config_path(args.config))
+    given: dict[str, Any] = {}
     if args is not None:
         for f in dataclasses.fields(TrainConfig):
             if getattr(args, f.name, None) is not None:
-                values[f.name] = getattr(args, f.name)
-    values.update(overrides)
+                given[f.name] = getattr(args, f.name)
+    given.update(overrides)
+    if (given.get("train") or given.get("test")) and "dataset" not in given:
+        given["dataset"] = "manifest"
+    values = {**from_file, **given}
+    dataset = values.get("dataset", TrainConfig.dataset)
+    if dataset != "manifest" and (values.get("train") or values.get("test")):
+        raise SarbError(f"--train/--test are manifests for --dataset manifest, not {dataset}")
+    if "dataset" in from_file and from_file["dataset"] != dataset:
+        dropped = {k: from_file[k] for k in PROTOCOL_FIELDS if k in from_file and k not in given}
+        for key in dropped:
+            values.pop(key)
+        if "known" in dropped and dropped["known"] != 1.0:
+            print(f"sarb: note: the config's known: {dropped['known']} is for its dataset "
+                  f"{from_file['dataset']}; no label of {dataset} is hidden (--known P hides "
+                  "some)", file=sys.stderr)  # fmt: skip
     values = apply_preset(legacy_keys(values))
     hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():

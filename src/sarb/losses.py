@@ -1,8 +1,9 @@
 """Losses for multi-label learning with partial labels.
 
-Target convention (SPEC §1, §5): a target tensor ``t`` of shape (B, C) with values in [-1, 1]:
-``-1`` = absent, ``0`` = unknown (ignored by every loss), a value in (0, 1] = present, possibly
-soft (``1 - a`` after blending). The BCE target is ``max(t, 0)``; the known mask is ``t != 0``.
+Target convention (docs/method.md#task-and-label-convention): a target tensor ``t`` of shape
+(B, C) with values in [-1, 1]: ``-1`` = absent, ``0`` = unknown (ignored by every loss), a value
+in (0, 1] = present, possibly soft (``1 - a`` after blending). The BCE target is ``max(t, 0)``;
+the known mask is ``t != 0``.
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "all") 
     ``1 - cos(x^n_c, x^m_c)`` if both are positive, ``1 + cos(x^n_c, x^m_c)`` otherwise.
     Averaged over all the pairs used (across classes); 0 (connected to ``features``) if none.
 
-    ``negatives="all"`` uses every such pair (SPEC §5). ``"sampled"`` follows the authors' code:
-    per class, with P positive pairs, only the P hardest other pairs (highest cosine) and 2P
-    random ones count, so that the many pairs of two negatives do not swamp the positives.
+    ``negatives="all"`` uses every such pair (the paper's text). ``"sampled"`` approximates the
+    authors' code: per class, with P positive pairs, only the P hardest other pairs (highest
+    cosine) and 2P random ones count, so that the many pairs of two negatives do not swamp the
+    positives.
 
     features: (B, C, D); targets: (B, C). Returns a scalar.
     """

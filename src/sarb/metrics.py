@@ -1,9 +1,10 @@
-"""Evaluation metrics of SPEC §7: per-class AP / mAP and the OP/OR/OF1/CP/CR/CF1 family.
+"""Evaluation metrics: per-class AP / mAP and the OP/OR/OF1/CP/CR/CF1 family.
 
-Conventions (SPEC §1): ``scores`` is an (N, C) array of finite floats (probabilities for the
-threshold rules), ``labels`` an (N, C) array with 1 = present, -1 = absent, 0 = unknown.
-An entry with label 0 is ignored by every metric, as if that row did not exist for that
-class: it never counts as a prediction, a ground truth or a competitor in a ranking.
+See docs/method.md#metrics. Conventions: ``scores`` is an (N, C) array of finite floats
+(probabilities for the threshold rules), ``labels`` an (N, C) array with 1 = present,
+-1 = absent, 0 = unknown. An entry with label 0 is ignored by every metric, as if that row did
+not exist for that class: it never counts as a prediction, a ground truth or a competitor in a
+ranking.
 
 Formulas (everything is computed over known entries only):
 
@@ -116,7 +117,7 @@ def _ap(s: np.ndarray, y: np.ndarray, definition: str) -> np.ndarray:
 def average_precision(
     scores: np.ndarray, labels: np.ndarray, definition: str = "voc"
 ) -> np.ndarray:
-    """Average precision of every class (SPEC §7), ignoring entries whose label is 0.
+    """Average precision of every class, ignoring entries whose label is 0.
 
     ``definition="sklearn"``: ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct scores
     in decreasing order; equals ``sklearn.metrics.average_precision_score`` on the known
@@ -187,7 +188,7 @@ def _top_k_mask(key: np.ndarray, k: int) -> np.ndarray:
 def compute_metrics(
     scores: np.ndarray, labels: np.ndarray, ap: str = "voc", threshold: float = 0.5
 ) -> dict[str, Any]:
-    """All metrics of SPEC §7, in percent, as a JSON-serialisable dict.
+    """All metrics of docs/method.md#metrics, in percent, as a JSON-serialisable dict.
 
     Keys: ``mAP`` (mean AP over classes with a known positive; None if there is none),
     ``OP, OR, OF1, CP, CR, CF1`` (threshold rule: predicted positive = score >= threshold),

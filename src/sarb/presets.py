@@ -21,8 +21,11 @@ from sarb.registry import Registry
 
 PART_FIELDS = ("head", "loss", "augment", "attention", "blend_weights")
 """The TrainConfig fields that a preset sets."""
-DEFAULT_METHOD = "bce-ignore"
-"""The preset used when neither ``--method`` nor any part is given."""
+DEFAULT_METHOD = "sarb"
+"""The preset used when neither ``--method`` nor any part is given: the toolkit's method."""
+PLAIN_METHOD = "bce-ignore"
+"""Where parts given without ``--method`` start from: a linear head, the known-label BCE, no
+augmentation (``--head csrl`` alone is SSGRL, ``--loss hill`` alone the hill preset)."""
 
 
 @dataclass(frozen=True)
@@ -124,17 +127,20 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
     """Fill ``method`` and every part field of a config's ``values`` (a copy is returned).
 
-    The preset named by ``method`` (default :data:`DEFAULT_METHOD`) gives the parts; a part
-    set in ``values`` replaces the preset's. ``method`` is then the name of the preset with
+    The preset named by ``method`` gives the parts; a part set in ``values`` replaces the
+    preset's. Without ``method``, parts start from :data:`PLAIN_METHOD`, and with no part
+    either the method is :data:`DEFAULT_METHOD`. ``method`` is then the name of the preset with
     exactly these parts (the named one first), else the composed name of the parts.
     """
     values = dict(values)
     method = values.get("method")
     given = {f: values[f] for f in PART_FIELDS if values.get(f) is not None}
-    if method is None or method in PRESETS:
-        base = PRESETS.create(method or DEFAULT_METHOD).parts()
+    if method in PRESETS:
+        base = PRESETS.create(method).parts()
+    elif method is None:
+        base = PRESETS.create(PLAIN_METHOD if given else DEFAULT_METHOD).parts()
     elif "+" in method and {"head", "loss"} <= given.keys():  # a composed name, as recorded
-        base = PRESETS.create(DEFAULT_METHOD).parts()
+        base = PRESETS.create(PLAIN_METHOD).parts()
     else:
         raise SarbError(f"--method {method!r}: unknown method; choose from {PRESETS.choices}")
     parts = {**base, **given}

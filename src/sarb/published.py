@@ -1,4 +1,4 @@
-"""The published numbers of SPEC §8 as data: average mAP over the nine known-label proportions.
+"""The paper's published numbers as data: average mAP over the nine known-label proportions.
 
 Source: Pu et al., "Semantic-Aware Representation Blending for Multi-Label Image Recognition
 with Partial Labels", AAAI 2022, Table 1 (the compared systems) and Table 2 (ablations). Each
@@ -64,13 +64,13 @@ PUBLISHED: tuple[Published, ...] = (
     _row("PLRB only", 77.3, 44.9, 90.4, "Table 2", "sarb-plrb", "plrb"),
     _row("PLRB fixed b", 76.9, 44.6, 90.2, "Table 2", "sarb-plrb-fixed", "plrb-fixed"),
 )
-"""SPEC §8: the paper's Table 1 systems and Table 2 ablations."""
+"""The paper's Table 1 systems and Table 2 ablations."""
 
 LATER_WORK: tuple[Published, ...] = (
     _row("SARB (journal version)", 78.4, 46.0, 91.5, "later work"),
     _row("Saliency-regularised self-training (ICCV 2023)", 81.0, 49.2, 93.7, "later work"),
 )
-"""Higher numbers reported after the paper (SPEC §8); context only, never a table's column."""
+"""Higher numbers reported after the paper; context only, never a table's column."""
 
 
 def _key(name: str) -> str:

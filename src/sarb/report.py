@@ -3,11 +3,11 @@
 Files in a sweep directory DIR (written by ``sarb sweep`` after every cell, and by
 ``sarb report DIR`` from ``results.csv`` plus the training logs its rows point to):
 
-- ``results.csv``: one row per method x known proportion x seed, with the SPEC §7 metrics in
-  percent (``mAP, OP, OR, OF1, CP, CR, CF1`` and the ``top3_*`` ones), ``dataset`` (the
-  ``--dataset`` value), ``method``, ``known``, ``seed``, ``best_epoch``, ``val_mAP``,
-  ``ap_definition`` and ``run_dir`` (relative to DIR unless absolute). An empty metric cell
-  means "undefined" (e.g. no class with a known positive).
+- ``results.csv``: one row per method x known proportion x seed, with the metrics of
+  docs/method.md#metrics in percent (``mAP, OP, OR, OF1, CP, CR, CF1`` and the ``top3_*``
+  ones), ``dataset`` (the ``--dataset`` value), ``method``, ``known``, ``seed``,
+  ``best_epoch``, ``val_mAP``, ``ap_definition`` and ``run_dir`` (relative to DIR unless
+  absolute). An empty metric cell means "undefined" (e.g. no class with a known positive).
 - ``table.md``: the paper's Table 1 layout, one section per dataset: per method, the mAP at each
   proportion, its "Avg." over the proportions, the published Avg. mAP when the dataset is one
   of the paper's (``sarb.published``), and the Avg. of OP, OR, OF1, CP, CR, CF1. Cells are the
@@ -44,10 +44,10 @@ from sarb.published import dataset_column, paper_avg_map
 from sarb.runs import RunDir
 
 METRICS = ("mAP", "OP", "OR", "OF1", "CP", "CR", "CF1")
-"""SPEC §7 metrics with the threshold rule, in the paper's order."""
+"""The metrics with the threshold rule (docs/method.md#metrics), in the paper's order."""
 RATES = METRICS[1:]
 TOP3 = tuple(f"top3_{k}" for k in RATES)
-"""The top-3 variants (SPEC §7)."""
+"""The top-3 variants (docs/method.md#metrics)."""
 COLUMNS = (
     "dataset",
     "method",
@@ -296,7 +296,8 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
     )
     notes = [
         "Percent columns: mAP with that proportion of known training labels; Avg.: their mean; "
-        "Avg. OP ... CF1: the same average of the threshold-0.5 metrics (SPEC §7).",
+        "Avg. OP ... CF1: the same average of the threshold-0.5 metrics "
+        "(docs/method.md#metrics).",
     ]
     if column:
         notes.append(

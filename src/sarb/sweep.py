@@ -71,7 +71,7 @@ from sarb.report import Known, known_key
 from sarb.runs import RunDir
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-"""The known-label proportions of the paper's tables (SPEC §7: "Avg." is their mean)."""
+"""The known-label proportions of the paper's tables ("Avg." is their mean)."""
 SWEEP_KEYS = ("methods", "known", "seeds")
 """Keys of a config file's ``sweep:`` section."""
 GRID_FIELDS = ("method", "known", "seed", "out")

@@ -1,4 +1,4 @@
-"""MS-COCO and any COCO-format annotation file as a multi-label dataset (SPEC §3).
+"""MS-COCO and any COCO-format annotation file as a multi-label dataset.
 
 ``--dataset coco2014 --root DIR`` reads the paper's split: ``DIR/train2014/``, ``DIR/val2014/``
 and ``DIR/annotations/instances_{train,val}2014.json`` (train = train2014, test = val2014).

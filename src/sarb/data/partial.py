@@ -1,7 +1,8 @@
 """Simulated partial labels: hide a fraction of the entries of a complete label matrix.
 
-``hcp`` is the protocol behind the paper's published numbers (SPEC §2) and must stay bit
-for bit identical to it; the others are options, never silent replacements.
+``hcp`` is the protocol behind the paper's published numbers and must stay bit for bit
+identical to it; the others are options, never silent replacements. See
+docs/method.md#partial-labels.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def _check_seed(seed: int, limit: int) -> int:
 
 
 def _hcp(full: np.ndarray, known: float, seed: int) -> np.ndarray:
-    # SPEC §2: np.random.seed(seed); u = np.random.random(shape); where(u < known, full, 0).
+    # The paper's protocol: np.random.seed(seed); u = np.random.random(shape);
+    # where(u < known, full, 0).
     # A private RandomState(seed) draws exactly the same numbers as the legacy global RNG
     # after np.random.seed(seed): both are MT19937 seeded by init_genrand(seed), and
     # np.random.random is RandomState.random_sample of the global instance (53-bit doubles,
@@ -85,7 +87,7 @@ def mask_labels(full: np.ndarray, known: float, seed: int = 0, protocol: str = "
 
     Protocols (all deterministic in ``seed``, all nested across ``known`` for one seed):
 
-    - ``hcp`` (default, the paper's, SPEC §2): entry-wise with the legacy NumPy RNG,
+    - ``hcp`` (default, the paper's): entry-wise with the legacy NumPy RNG,
       ``u = RandomState(seed).random_sample(full.shape)``, keep where ``u < known``.
       Every entry draws a number and may be hidden, positives and negatives (and entries
       already 0) alike. Bit for bit what the published numbers used with ``seed=0``.

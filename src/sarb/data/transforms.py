@@ -1,4 +1,6 @@
-"""Train and test transforms of SPEC §6, with the image size configurable.
+"""Train and test transforms of the paper, with the image size configurable.
+
+See docs/method.md#training-recipe.
 
 The paper trains at 448: resize to 512x512, random crop of a side drawn from
 {512, 448, 384, 320, 256}, resize to 448x448, random horizontal flip, ImageNet normalisation;
@@ -22,7 +24,7 @@ PAPER_CROPS = (512, 448, 384, 320, 256)
 
 
 class RandomChoiceCrop(torch.nn.Module):
-    """Random square crop whose side is drawn uniformly from ``sizes`` (SPEC §6)."""
+    """Random square crop whose side is drawn uniformly from ``sizes``."""
 
     def __init__(self, sizes: tuple[int, ...]):
         super().__init__()

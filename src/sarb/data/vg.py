@@ -1,4 +1,4 @@
-"""VG-200 (SPEC §3): the 200 most frequent object categories of Visual Genome, built once into
+"""VG-200: the 200 most frequent object categories of Visual Genome, built once into
 files by ``sarb data build-vg200`` and read by ``--dataset vg200 --root DIR``.
 
 Visual Genome has no multi-label split, so the build is deterministic and written out for reuse:

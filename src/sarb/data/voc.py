@@ -1,4 +1,4 @@
-"""Pascal VOC 2007 as a multi-label dataset (SPEC §3): trainval for training, test for testing.
+"""Pascal VOC 2007 as a multi-label dataset: trainval for training, test for testing.
 
 ``--dataset voc2007 --root DIR`` where ``DIR`` is ``VOCdevkit/VOC2007`` itself, or a folder
 holding ``VOCdevkit/VOC2007`` (what the official tars extract to) or ``VOC2007``. Rows follow

@@ -1,4 +1,6 @@
-"""Semantic-aware representation blending (SARB, Pu et al. AAAI 2022; SPEC §5).
+"""Semantic-aware representation blending (SARB, Pu et al. AAAI 2022).
+
+See docs/method.md#blending.
 
 Both blendings act on category-specific features ``x`` (B, C, D) and targets ``t`` (B, C) in
 the package convention (-1 absent, 0 unknown, (0, 1] present, soft allowed) and return new
@@ -24,7 +26,7 @@ _EPS = 1e-6  # the blend weight is clamped to [eps, 1 - eps]: strictly inside (0
 
 
 class BlendWeight(nn.Module):
-    """A scalar blend weight in (0, 1): ``sigmoid(z)`` of a free parameter z (SPEC §5).
+    """A scalar blend weight in (0, 1): ``sigmoid(z)`` of a free parameter z.
 
     ``z`` starts at ``logit(init)``. With ``learnable=False`` z is a buffer (the paper's "fixed
     a / b" ablation) and the module has no parameters; the state-dict key (``raw``) is the same

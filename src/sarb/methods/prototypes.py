@@ -1,4 +1,4 @@
-"""Class prototypes for PLRB (SARB, Pu et al. AAAI 2022; SPEC §5): K-means per class.
+"""Class prototypes for PLRB (SARB, Pu et al. AAAI 2022): K-means per class.
 
 ``P_c`` = K centres of the category-specific features x^n_c of the training images whose label
 c is KNOWN positive. All classes are clustered at once (one batched K-means over padded groups),
@@ -36,7 +36,7 @@ def batched_kmeans(
     generator: torch.Generator | None = None,
     tol: float = 1e-4,
 ) -> tuple[Tensor, Tensor]:
-    """K-means with k centres for G groups at once (the per-class prototypes of SPEC §5).
+    """K-means with k centres for G groups at once (the per-class prototypes of PLRB).
 
     Group g uses its first ``counts[g]`` points, ``points[g, :counts[g]]``; the rest is padding.
     Initialisation: greedy k-means++ (Arthur & Vassilvitskii 2007: each new centre is the best,
@@ -49,7 +49,7 @@ def batched_kmeans(
 
     A group with ``counts[g] <= k`` points gets exactly those points as centres (in their order)
     and the remaining ``k - counts[g]`` slots are invalid (zeros); a group without points is all
-    invalid (the reference K-means crashes on classes with fewer than K points, SPEC §9).
+    invalid (the reference K-means crashes on classes with fewer than K points).
 
     points: (G, N, D) float (float16/bfloat16 are clustered in float32); counts: (G,) long in
     [0, N]; ``generator`` on the points' device (None: the global RNG). Returns (centres (G, k, D)
@@ -136,9 +136,9 @@ def batched_kmeans(
 def class_prototypes(
     features: Tensor, labels: Tensor, k: int = 10, seed: int = 0, iters: int = 30
 ) -> tuple[Tensor, Tensor]:
-    """PLRB prototypes ``P_c`` (SPEC §5): K-means centres of the features x^n_c of the images
-    whose label c is KNOWN positive (``labels[n, c] == 1``; unknown and negative rows never
-    count).
+    """PLRB prototypes ``P_c`` (docs/method.md#blending): K-means centres of the features x^n_c
+    of the images whose label c is KNOWN positive (``labels[n, c] == 1``; unknown and negative
+    rows never count).
 
     features: (N, C, D); labels: (N, C) in {1, -1, 0}. The known positives are gathered into a
     padded (C, maxN, D) tensor class by class (no Python loop over images) and clustered by

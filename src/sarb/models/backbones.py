@@ -1,4 +1,6 @@
-"""Backbone feature extractors (SPEC §4) behind one registry: a backbone is added in one place.
+"""Backbone feature extractors behind one registry: a backbone is added in one place.
+
+See docs/method.md#model for the paper's backbone.
 
 ``create_backbone(name, weights, trainable)`` builds one of :data:`BACKBONES`; every backbone
 maps normalised images ``(B, 3, H, W)`` (ImageNet mean/std, as :mod:`sarb.data.transforms`
@@ -71,7 +73,7 @@ class Backbone(nn.Module):
         return self._frozen == ("",) and not any(p.requires_grad for p in self.parameters())
 
     def set_trainable(self, trainable: str) -> None:
-        """Apply a freezing policy: ``"paper"`` (SPEC §4), ``"all"`` or ``"none"``."""
+        """Apply a freezing policy: ``"paper"`` (the paper's), ``"all"`` or ``"none"``."""
         if trainable not in TRAINABLE:
             raise SarbError(f"unknown trainable {trainable!r}: use one of {', '.join(TRAINABLE)}")
         frozen = {"paper": self.paper_frozen, "all": (), "none": ("",)}[trainable]
@@ -266,7 +268,8 @@ def create_backbone(
     ``weights``: ``"auto"`` (ImageNet weights if on disk, else a one-line warning and random
     init), ``"imagenet"`` (the same, but an error if they are missing), ``None`` / ``"random"``
     (random init), or a path to a state dict (``.pt``/``.pth`` via ``torch.load(weights_only=
-    True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (SPEC §4), ``"all"`` or ``"none"``.
+    True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (the paper's), ``"all"`` or
+    ``"none"``.
     """
     entry = BACKBONES.get(name)
     if trainable not in TRAINABLE:

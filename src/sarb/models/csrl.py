@@ -1,6 +1,6 @@
 """Category-specific representation learning (CSRL): one feature vector per class and image.
 
-Two variants (SPEC §4), both ``forward(fmap (B, D, H, W), embeddings) -> (B, C, D)``:
+Two variants (docs/method.md#model), both ``forward(fmap (B, D, H, W), embeddings) -> (B, C, D)``:
 
 - :class:`SemanticDecoupling` (SD), from SSGRL (Chen et al., "Learning Semantic-Specific Graph
   Representation for Multi-Label Image Recognition", ICCV 2019): class-embedding-guided attention
@@ -32,7 +32,7 @@ class Neck(nn.Module):
 
     As in the SARB reference (Pu et al., AAAI 2022): a ``pool`` x ``pool`` average pool (14x14 ->
     7x7 at 448 px input; ``pool=1`` disables it) then a 1x1 convolution without bias and a
-    BatchNorm reducing the channels (2048 -> 1024). ``relu=True`` appends a ReLU (not in SPEC §4).
+    BatchNorm reducing the channels (2048 -> 1024). ``relu=True`` appends a ReLU (not in the paper).
     The pool uses ``ceil_mode`` so that an odd-sized map keeps its last row/column (7x7 -> 4x4)
     and a map smaller than the window still works; even sizes are unaffected.
     """
@@ -198,7 +198,7 @@ class SemanticAttention(nn.Module):
 
     A 1x1 convolution (D -> C) gives one activation map per class; it is normalised over the
     H*W locations and pools the feature map per class -> (B, C, D). ``normalize="softmax"``
-    (default, SPEC §4) makes each map a distribution over locations; ``"sigmoid"`` is ADD-GCN's
+    (default, the paper's) makes each map a distribution over locations; ``"sigmoid"`` is ADD-GCN's
     original form (independent sigmoid weights, not normalised).
     """
 

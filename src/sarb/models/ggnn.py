@@ -2,8 +2,9 @@
 
 The GGNN (Li et al., "Gated Graph Sequence Neural Networks", ICLR 2016) is used by SSGRL (Chen et
 al., ICCV 2019) and SARB (Pu et al., AAAI 2022) to propagate the category-specific features over
-a label co-occurrence graph. SPEC §4: the graph is built from the *known* positives of the
-training partial labels, and a class with no known positive gets a zero row (not NaN).
+a label co-occurrence graph (docs/method.md#model): the graph is built from the *known*
+positives of the training partial labels, and a class with no known positive gets a zero row
+(not NaN).
 """
 
 from __future__ import annotations
