@@ -1,4 +1,4 @@
-"""The comparison methods of SPEC §8: GCN-ML, KGGR, curriculum labelling, IP-/FM-Mixup."""
+"""The comparison methods of the paper: GCN-ML, KGGR, curriculum labelling, IP-/FM-Mixup."""
 
 from __future__ import annotations
 

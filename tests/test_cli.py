@@ -30,7 +30,7 @@ def test_masks_reproduces_the_paper_protocol(tmp_path: Path) -> None:
         out = tmp_path / f"partial_{known}.csv"
         assert main(["masks", "--labels", str(tmp_path / "full.csv"), "--known", str(known),
                      "--out", str(out)]) == 0  # fmt: skip
-        np.random.seed(0)  # noqa: NPY002  (SPEC §2 written out independently)
+        np.random.seed(0)  # noqa: NPY002  (the paper's mask, written out independently)
         expected = np.where(np.random.random(full.shape) < known, full, 0)  # noqa: NPY002
         got = np.loadtxt(out, delimiter=",", dtype=int)
         np.testing.assert_array_equal(got, expected)

@@ -1,4 +1,4 @@
-"""SPEC §7 metrics: AP (voc / sklearn), mAP, the F1 family and its top-3 variant."""
+"""The metrics: AP (voc / sklearn), mAP, the F1 family and its top-3 variant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The partial-label protocols; ``hcp`` must equal SPEC §2 bit for bit."""
+"""The partial-label protocols; ``hcp`` must equal the paper's mask protocol bit for bit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _full(shape, seed=123):
 
 
 def _spec_expectation(full, known, seed=0):
-    """SPEC §2 written out with the legacy *global* RNG, as the reference code does."""
+    """The paper's mask protocol with the legacy *global* RNG, as the reference code does."""
     state = np.random.get_state()  # noqa: NPY002
     try:
         np.random.seed(seed)  # noqa: NPY002

@@ -244,7 +244,7 @@ def test_published_numbers_go_in_the_paper_column(tmp_path: Path) -> None:
     assert paper_avg_map("bce-ignore", "coco2014") is None
     assert paper_avg_map("sarb", "demo") is None
     assert dataset_column("COCO-2014") == "COCO"
-    assert len(PUBLISHED) == 13  # SPEC §8: six systems of Table 1, seven of Table 2
+    assert len(PUBLISHED) == 13  # six systems of Table 1, seven of Table 2
     rows = []
     for method in ("sarb", "bce-ignore"):
         m = _fake_metrics(method, 0.5, 0)

@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="parent of the run directories")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("masks", help="hide labels as the paper does (SPEC §2)")
+    p = sub.add_parser(
+        "masks", help="hide labels as the paper does (docs/method.md#partial-labels)"
+    )
     p.add_argument(
         "--labels", required=True, help="FULL.csv: no header, N rows of C values in {1,-1}"
     )
@@ -366,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_masks)
 
-    p = sub.add_parser("metrics", help="mAP and the F1 family of SPEC §7 for a score matrix")
+    p = sub.add_parser(
+        "metrics", help="mAP and the F1 family (docs/method.md#metrics) of a score matrix"
+    )
     p.add_argument("--scores", required=True, help="N x C probabilities, no header")
     p.add_argument("--labels", required=True, help="N x C labels in {1,-1,0}; 0 is ignored")
     p.add_argument("--ap", choices=("voc", "sklearn"), default="voc", help="AP definition")
@@ -374,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive")
     p.set_defaults(func=_cmd_metrics)
 
-    p = sub.add_parser("eval", help="SPEC §7 metrics of a checkpoint, as JSON")
+    p = sub.add_parser("eval", help="metrics of a checkpoint: a table, and JSON with --out")
     p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
     p.add_argument(
         "--dataset",

@@ -28,7 +28,8 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Defaults are the paper's recipe (SPEC §6)."""
+    """Everything a training run needs. Defaults are the paper's recipe
+    (docs/method.md#training-recipe)."""
 
     # data
     dataset: str = _opt("demo", "dataset: demo, manifest, or a paper dataset (see README)")
@@ -78,9 +79,9 @@ class TrainConfig:
     trainable: str = _opt("paper", "backbone layers that train", ("paper", "all", "none"))
     image_size: int = _opt(448, "input side in pixels")
     embeddings: str = _opt("auto", "class-name embeddings: auto, glove, learned, or a .npy path")
-    feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL (SPEC §4)")
+    feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL")
     neck_pool: int = _opt(2, "average-pool factor of the neck (2: 14x14 -> 7x7 at 448)")
-    hidden_dim: int = _opt(512, "hidden size of semantic decoupling's attention (SPEC §4)")
+    hidden_dim: int = _opt(512, "hidden size of semantic decoupling's attention")
     # optimisation
     epochs: int = _opt(20, "training epochs")
     batch_size: int = _opt(16, "images per step")
@@ -92,17 +93,17 @@ class TrainConfig:
         False, "cache frozen-backbone feature maps on disk (--trainable none)"
     )
     bce_normalize: str = _opt("batch", "partial-BCE normaliser", ("batch", "image"))
-    # SARB (SPEC §5)
+    # SARB (docs/method.md#blending)
     blend_start: int = _opt(5, "epoch (0-based) from which ILRB and PLRB run")
     proto_every: int = _opt(5, "recompute the prototypes every this many epochs")
     num_prototypes: int = _opt(10, "K-means centres per class (K)")
     contrastive_weight: float = _opt(0.05, "weight of the contrastive loss (lambda)")
     contrastive_negatives: str = _opt(
         "all",
-        "pairs of the contrastive loss: all (SPEC §5) or sampled (authors' code)",
+        "pairs of the contrastive loss: all (the paper's text) or sampled (like the authors' code)",
         ("all", "sampled"),
     )
-    # baselines (SPEC §8)
+    # baselines (docs/method.md#compared-systems-and-published-numbers)
     curriculum_start: int = _opt(1, "curriculum labelling: epoch (0-based) of the first round")
     curriculum_every: int = _opt(1, "curriculum labelling: a pseudo-labelling round every N epochs")
     curriculum_fraction: float = _opt(
