@@ -32,3 +32,41 @@ def test_manifests_without_the_manifest_dataset_are_refused(tiny_dataset, capsys
         _resolve(["--dataset", "demo", "--train", str(tiny_dataset["train"])])
     assert main(["train", "--dataset", "demo", "--train", str(tiny_dataset["train"])]) == 2
     assert "not demo" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_never_silently_overwritten(tiny_dataset, tmp_path, capsys) -> None:
+    from tests.conftest import tiny_train_args
+
+    out = tmp_path / "run"
+    args = [*tiny_train_args(tiny_dataset, out), "--epochs", "1"]
+    assert main(args) == 0
+    before = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (metrics.json)" in err and "--overwrite" in err
+    assert (out / "metrics.json").read_text() == before  # untouched
+    (out / "stale.txt").write_text("a user's file")
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "stale.txt").is_file()  # only the run's own files are replaced
+    assert not (out / "last.prev.pt").exists()  # one epoch: no file of the old run is left
+
+
+def test_resume_extends_with_epochs_and_refuses_other_changes(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from tests.conftest import tiny_train_args
+
+    out = tmp_path / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.5 differs from its config.yaml (0.001)" in err
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 0  # extended
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert "epochs: 3" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 2
+    assert "already trained 3 epochs" in capsys.readouterr().err

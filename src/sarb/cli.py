@@ -14,18 +14,13 @@ from sarb.errors import SarbError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sarb.config import load_yaml, resolve_config
+    from sarb.config import resolve_config
     from sarb.engine import fit
     from sarb.metrics import format_metrics
-    from sarb.runs import RunDir
     from sarb.runtime import pick_device
 
     if args.resume:
-        run = RunDir(args.resume)
-        if not run.has_checkpoint():
-            raise SarbError(f"{run.path}: no {RunDir.LAST} to resume from")
-        saved = load_yaml(run / RunDir.CONFIG)
-        cfg = resolve_config(None, **{**saved, "out": str(run.path)})
+        cfg = _resume_config(args)
         result = fit(cfg, resume=True)
     else:
         cfg = resolve_config(args)
@@ -41,6 +36,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(format_metrics({cfg.method: result}))
         print(f"run directory: {result['run_dir']}", file=sys.stderr)
     return 0
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _resume_config(args: argparse.Namespace):
+    """The configuration a ``--resume RUN`` continues: the run's own ``config.yaml``; flags may
+    extend it (``--epochs``) or change how it runs (device, workers, compile), nothing else."""
+    import dataclasses
+
+    from sarb.config import RUNTIME_FIELDS, TrainConfig, absolute_paths, load_yaml, resolve_config
+    from sarb.runs import RunDir
+
+    run = RunDir(args.resume)
+    if not run.has_checkpoint():
+        raise SarbError(f"{run.path}: no {RunDir.LAST} to resume from")
+    if args.config:
+        raise SarbError(f"--resume continues {run.path} with its own {RunDir.CONFIG}; no --config")
+    saved = load_yaml(run / RunDir.CONFIG)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}  # fmt: skip
+    before = absolute_paths(resolve_config(None, **saved))
+    after = absolute_paths(resolve_config(None, **{**saved, **given}))
+    for f in dataclasses.fields(TrainConfig):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        if f.name not in ("epochs", "out", *RUNTIME_FIELDS) and old != new:
+            raise SarbError(
+                f"--resume continues {run.path} as it was configured: --{_flag(f.name)} {new} "
+                f"differs from its {RunDir.CONFIG} ({old}); start a new run with --out"
+            )
+    return dataclasses.replace(after, out=str(run.path))
 
 
 DEMO_METHODS = ("ssgrl", "sarb")
@@ -62,7 +89,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     rows = {}
     for method in args.methods.split(","):
         out = str(Path(args.out) / method)
-        cfg = resolve_config(None, **{**settings, "method": method, "out": out})
+        cfg = resolve_config(None, **{**settings, "method": method, "out": out, "overwrite": True})
         print(
             f"== {method}: training on the demo dataset, {cfg.known:.0%} known labels",
             file=sys.stderr,

@@ -144,6 +144,7 @@ class TrainConfig:
     max_steps: int | None = _opt(None, "stop after this many training steps (smoke runs)")
     ap: str = _opt("voc", "AP definition of the reported mAP", ("voc", "sklearn"))
     out: str | None = _opt(None, "run directory (config, logs, checkpoints, metrics.json)")
+    overwrite: bool = _opt(False, "replace the run that --out already holds")
 
     def validate(self) -> None:
         """Reject values that cannot work, with the flag's name in the message."""
@@ -288,6 +289,8 @@ def legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+RUNTIME_FIELDS = ("device", "workers", "compile", "overwrite")
+"""Settings that do not change a run's result: a run may resume with others."""
 PROTOCOL_FIELDS = ("known", "mask_protocol")
 """The experiment protocol of a config file, which holds for the file's own dataset only."""
 

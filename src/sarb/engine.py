@@ -55,6 +55,11 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     if dist_info.enabled:  # every rank uses rank 0's directory (its time stamp)
         out = distributed.gather_objects(cfg.out)[0]
         run, cfg = RunDir(out), dataclasses.replace(cfg, out=out)
+    if not resume and (found := run.existing_run()) and not cfg.overwrite:
+        raise SarbError(f"{run.path}: already holds a run ({found}); --overwrite replaces it, "
+                        f"--resume {run.path} continues it")  # fmt: skip
+    if not resume and found and dist_info.is_main:
+        run.clear()
     quiet = quiet or not dist_info.is_main
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -97,6 +102,9 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         state = run.restore(method, optimizer, scheduler, generator, device)
         start_epoch, step = state["epoch"], state["step"]
         best_map, best_epoch = state["best_val_mAP"], state["best_epoch"]
+        if start_epoch > cfg.epochs:
+            raise SarbError(f"{run.path}: already trained {start_epoch} epochs; --epochs "
+                            f"{cfg.epochs} cannot shorten it")  # fmt: skip
         print(f"sarb: resuming {run.path} after epoch {start_epoch}", file=sys.stderr)
     log = run.open_log(start_epoch if resume else None) if dist_info.is_main else None
     for epoch in range(start_epoch, cfg.epochs):

@@ -66,6 +66,18 @@ class RunDir:
 
     # ---------------------------------------------------------------------------------- config
 
+    def existing_run(self) -> str | None:
+        """The name of a run file this directory already holds (None: free for a new run)."""
+        names = (self.METRICS, self.BEST, self.LAST, self.LAST_PREV, self.CONFIG, self.LOG)
+        return next((name for name in names if (self / name).exists()), None)
+
+    def clear(self) -> None:
+        """Remove the files of a previous run (the folder and anything else in it stay)."""
+        for name in (self.METRICS, self.BEST, self.LAST, self.LAST_PREV, self.CONFIG, self.LOG,
+                     self.ERROR):  # fmt: skip
+            (self / name).unlink(missing_ok=True)
+        shutil.rmtree(self / self.TENSORBOARD, ignore_errors=True)
+
     def create(self, cfg: TrainConfig) -> None:
         """Make the folder and write ``config.yaml``."""
         try:

@@ -57,6 +57,7 @@ from typing import Any, TextIO
 from sarb import report
 from sarb.config import (
     PATH_FIELDS,
+    RUNTIME_FIELDS,
     TrainConfig,
     config_path,
     legacy_keys,
@@ -77,9 +78,6 @@ SWEEP_KEYS = ("methods", "known", "seeds")
 GRID_FIELDS = ("method", "known", "seed", "out")
 """TrainConfig fields that the grid sets per cell."""
 FAILURES = "failures.txt"
-RUNTIME_FIELDS = ("device", "workers", "compile")
-"""Settings that do not change a run's result: a cell may resume or count as done without them
-matching."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +123,7 @@ class SweepPlan:
             **self.settings,
             **({"mask_protocol": SINGLE_POSITIVE} if single else {}),
             "method": cell.method,
+            "overwrite": True,  # the sweep decides which cells to train again
             "known": 1.0 if single else cell.known,
             "seed": cell.seed,
             "out": str(cell.run_dir(self.out).path),
