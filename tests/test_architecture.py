@@ -18,12 +18,12 @@ LAYERS = [
     {"sarb.data", "sarb.losses", "sarb.metrics", "sarb.runtime", "sarb.checkpoint"},
     {"sarb.config", "sarb.models"},
     {"sarb.methods"},
-    {"sarb.runs"},
+    {"sarb.runs", "sarb.summary"},
     {"sarb.engine"},
     {"sarb.api", "sarb.sweep", "sarb.report", "sarb.bench"},
     {"sarb.cli", "sarb.__main__"},
 ]  # fmt: skip
-FLAT = {0, 6, 7}
+FLAT = {0, 4, 6, 7}
 
 
 def _module_name(path: Path) -> str:

@@ -70,3 +70,41 @@ def test_resume_extends_with_epochs_and_refuses_other_changes(tiny_dataset, tmp_
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--epochs", "2"]) == 2
     assert "already trained 3 epochs" in capsys.readouterr().err
+
+
+def test_a_validation_split_that_cannot_rank_epochs_keeps_the_last(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from tests.conftest import tiny_train_args
+
+    lines = tiny_dataset["test"].read_text().splitlines()
+    val = tmp_path / "val.csv"  # every label unknown but one positive
+    rows = [line.split(",") for line in lines[1:]]
+    for r in rows:
+        r[1:] = ["0"] * (len(r) - 1)
+    rows[0][1] = "1"
+    folder = tiny_dataset["test"].parent
+    val.write_text("\n".join([lines[0], *(",".join([str(folder / r[0]), *r[1:]]) for r in rows)]))
+    out = tmp_path / "run"
+    args = [*tiny_train_args(tiny_dataset, out, "ssgrl"), "--val", str(val), "--epochs", "3"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "a defined AP for only 0 of 3 classes" in err and "the last epoch is kept" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 3 and metrics["selected_on"] == "last epoch"
+
+
+def test_a_run_selected_before_blending_says_so(tiny_dataset, tmp_path, capsys) -> None:
+    import json
+
+    from tests.conftest import tiny_train_args
+
+    out = tmp_path / "run"
+    args = [*tiny_train_args(tiny_dataset, out, "sarb"), "--blend-start", "5"]  # 2 epochs
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "comes before blending starts (epoch 6)" in err
+    assert json.loads((out / "metrics.json").read_text())["selected_before_blending"] is True
+    # the startup summary says what the run is about to do
+    assert "sarb: method sarb: --head csrl --loss partial-bce --augment ilrb,plrb" in err
+    assert f"sarb: run directory {out.resolve()}" in err and "known positives per image" in err

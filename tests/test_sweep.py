@@ -386,3 +386,16 @@ def test_single_positive_is_a_column_beside_the_fractions(tiny_dataset, tmp_path
     row = _table_rows(table)["an-ls"]
     assert row["Avg."] == row["50%"]  # the average is over the fractions only
     assert (out / "map_vs_known.png").stat().st_size > 0
+
+
+def test_a_cell_selected_before_blending_is_marked() -> None:
+    from sarb.report import result_row
+
+    rows = [
+        result_row({**_fake_metrics("sarb", 0.1, s), "selected_before_blending": s == 0}, "t", "r")
+        for s in (0, 1)
+    ]
+    text = format_table(rows)
+    assert _table_rows(text)["sarb"]["10%"].endswith("‡")
+    assert "before blending starts" in text
+    assert "‡" not in format_table([result_row(_fake_metrics("sarb", 0.1, 0), "t", "r")])

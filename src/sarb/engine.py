@@ -31,12 +31,8 @@ from sarb.metrics import compute_metrics
 from sarb.models.factory import DataInfo, embeddings_for
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
-from sarb.runtime import (
-    amp_enabled,
-    autocast,
-    pick_device,
-    seed_everything,
-)
+from sarb.runtime import amp_enabled, autocast, pick_device, seed_everything
+from sarb.summary import print_summary
 
 
 def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
@@ -71,10 +67,15 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     model = method.model
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
+    if cfg.weights in ("auto", "imagenet"):  # recorded as what was loaded
+        cfg = dataclasses.replace(cfg, weights="random" if model.backbone.weights_source ==
+                                  "random" else "imagenet")  # fmt: skip
     if dist_info.is_main:
         run.create(cfg)
     cached = _cached_feature_maps(cfg, method, splits, device)
     model.takes_feature_maps = cached is not None
+    if not quiet:
+        print_summary(cfg, splits, method, device, cached is not None, dist_info.world)
     step_fn: torch.nn.Module = method
     if dist_info.enabled:
         if cfg.sync_bn and device.type != "cuda":
@@ -98,6 +99,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
                                  weight_decay=cfg.weight_decay)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
     best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
+    rank_epochs = splits.can_rank_epochs()  # else every epoch replaces best.pt: the last is kept
     if resume:
         state = run.restore(method, optimizer, scheduler, generator, device)
         start_epoch, step = state["epoch"], state["step"]
@@ -107,6 +109,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
                             f"{cfg.epochs} cannot shorten it")  # fmt: skip
         print(f"sarb: resuming {run.path} after epoch {start_epoch}", file=sys.stderr)
     log = run.open_log(start_epoch if resume else None) if dist_info.is_main else None
+    fit_started = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
@@ -119,7 +122,7 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         skipped_total += means.get("skipped_steps", 0)
         scheduler.step()
         val_map = evaluate(model, val_loader, splits.selection_labels, cfg, device)["mAP"] or 0.0
-        improved = val_map > best_map
+        improved = val_map > best_map or not rank_epochs
         if improved:
             best_map, best_epoch = val_map, epoch + 1
         if dist_info.is_main:
@@ -139,15 +142,20 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
             }
             run.save(method, optimizer, scheduler, generator, record, best=improved)
         if not quiet:
-            print(
-                f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
-                f"val mAP {val_map:.2f}  ({time.time() - started:.1f}s)",
-                file=sys.stderr,
-            )
+            eta = (time.time() - fit_started) / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
+            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {means.get('loss', float('nan')):.4f}  "
+                  f"val mAP {val_map:.2f}  ({time.time() - started:.1f}s; run ETA {eta:.0f}s)",
+                  file=sys.stderr)  # fmt: skip
     if log is not None:
         log.close()
     distributed.barrier()  # best.pt is written
     model.load_state_dict(run.load_best(device)["model"])
+    blends = {"ilrb", "plrb"} & set(method.augmentations)
+    before_blending = bool(blends) and 0 < best_epoch <= cfg.blend_start
+    if before_blending and not quiet:
+        print(f"sarb: note: the selected epoch {best_epoch} comes before blending starts (epoch "
+              f"{cfg.blend_start + 1}): this model is the method without blending",
+              file=sys.stderr)  # fmt: skip
     result = {
         **evaluate(model, loader("test", train=False), splits.test.labels, cfg, device),
         "method": cfg.method,
@@ -155,7 +163,8 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         "known": cfg.known,
         "mask_protocol": cfg.mask_protocol,
         "seed": cfg.seed,
-        "selected_on": "val",
+        "selected_on": "val" if rank_epochs else "last epoch",
+        "selected_before_blending": before_blending,
         "best_epoch": best_epoch,
         "val_mAP": best_map,
         "steps": step,
@@ -190,7 +199,7 @@ def _cached_feature_maps(
     for part in ("train", "val", "test"):
         data = getattr(splits, part)
         path = cache_path(cfg.cache_dir, cfg.backbone, backbone.weights_tag, cfg.image_size, data)
-        out[part] = feature_maps(backbone, data, path, cfg.image_size, device, cfg.workers)
+        out[part] = feature_maps(backbone, data, path, cfg.image_size, device, cfg.workers, part)
     return out
 
 

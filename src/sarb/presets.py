@@ -153,8 +153,12 @@ def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(name: str) -> str:
-    """One line of a preset's parts, e.g. ``head csrl, loss partial-bce, augment ilrb``."""
-    parts = PRESETS.create(name).parts()
+    """One line of a preset's parts, e.g. ``--head csrl --loss partial-bce --augment ilrb``."""
+    return describe_parts(PRESETS.create(name).parts())
+
+
+def describe_parts(parts: dict[str, Any]) -> str:
+    """The flags of the parts in ``parts`` (a config's values or a preset's parts)."""
     text = f"--head {parts['head']} --loss {parts['loss']}"
     if parts["augment"]:
         text += f" --augment {parts['augment']}"

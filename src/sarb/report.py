@@ -58,11 +58,12 @@ COLUMNS = (
     "best_epoch",
     "val_mAP",
     "ap_definition",
+    "selected_before_blending",
     "run_dir",
 )
 """Columns of ``results.csv``, in order."""
 _FLOATS = ("known", *METRICS, *TOP3, "val_mAP")
-_INTS = ("seed", "best_epoch")
+_INTS = ("seed", "best_epoch", "selected_before_blending")
 
 RESULTS = "results.csv"
 TABLE = "table.md"
@@ -104,6 +105,7 @@ def result_row(metrics: dict[str, Any], dataset: str, run_dir: str) -> dict[str,
         "best_epoch": metrics.get("best_epoch"),
         "val_mAP": metrics.get("val_mAP"),
         "ap_definition": metrics.get("ap_definition", ""),
+        "selected_before_blending": int(bool(metrics.get("selected_before_blending"))),
         "run_dir": run_dir,
     }
     return row
@@ -272,14 +274,17 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
         header.append("paper")
     header += [f"Avg. {m}" for m in RATES]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-    fewer_seeds = partial_row = False
+    fewer_seeds = partial_row = unblended = False
     for s in summaries:
         cells = []
         for k in knowns:
             st = s.cells[k]["mAP"] if k in s.cells else Stat(math.nan, None, 0)
             short = 0 < st.n < max_n
             fewer_seeds |= short
-            cells.append(_fmt(st, "*" if short else ""))
+            early = any(r.get("selected_before_blending") for r in rows
+                        if r["method"] == s.method and r["known"] == k)  # fmt: skip
+            unblended |= early
+            cells.append(_fmt(st, ("*" if short else "") + ("‡" if early else "")))
         mark = "" if s.complete else "†"
         partial_row |= not s.complete
         row = [s.method, *cells, _fmt(s.avg["mAP"], mark)]
@@ -312,6 +317,11 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
         )
     if fewer_seeds:
         notes.append("*: fewer seeds than the other cells (an unfinished sweep).")
+    if unblended:
+        notes.append(
+            "‡: in at least one seed the epoch selected on validation comes before blending "
+            "starts, so that model is the method without blending (SARB there is SSGRL)."
+        )
     if partial_row:
         notes.append("†: the average over fewer proportions than the table's.")
     return [f"## {dataset}", "", caption, "", *lines, "", *(f"- {n}" for n in notes), ""]

@@ -43,6 +43,7 @@ def feature_maps(
     image_size: int,
     device: torch.device,
     workers: int,
+    split: str = "",
 ) -> torch.Tensor:
     """The backbone's feature maps (N, D, h, w) of ``data``, float32, from ``path`` or computed
     (stored as float16). Under torchrun, rank 0 computes the file and the other ranks read it."""
@@ -62,7 +63,12 @@ def feature_maps(
     backbone.eval()
     chunks = [
         backbone(x.to(device)).half().cpu()
-        for x, _, _ in tqdm(loader, desc="caching features", leave=False, file=sys.stderr)
+        for x, _, _ in tqdm(
+            loader,
+            desc=f"caching {split} features".replace("  ", " "),
+            leave=False,
+            file=sys.stderr,
+        )
     ]
     fmaps = torch.cat(chunks)
     atomic_write(path, lambda f: torch.save(fmaps, f), fsync=False)

@@ -26,6 +26,26 @@ class Splits:
     skipped_images: dict[str, int] = dataclasses.field(default_factory=dict)
     single_positive: bool = False
 
+    def rankable_classes(self) -> int:
+        """Classes whose validation AP is defined (a known positive and a known negative)."""
+        y = self.selection_labels
+        return int(((y == 1).any(axis=0) & (y == -1).any(axis=0)).sum())
+
+    def can_rank_epochs(self) -> bool:
+        """Whether the validation labels can rank epochs: at least half of the classes have a
+        defined AP. Otherwise a warning says so, and training keeps its last epoch."""
+        c = self.val.num_classes
+        if self.rankable_classes() * 2 >= c:
+            return True
+        positives = int((self.selection_labels == 1).sum())
+        print(
+            f"sarb: warning: the validation split ({len(self.val)} images, {positives} known "
+            f"positives) has a defined AP for only {self.rankable_classes()} of {c} classes: "
+            "too few to rank epochs; the last epoch is kept instead",
+            file=sys.stderr,
+        )
+        return False
+
     @property
     def selection_labels(self) -> np.ndarray:
         """The labels (N_val, C) that rank epochs. Single positive validation labels have no

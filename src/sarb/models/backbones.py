@@ -63,6 +63,11 @@ class Backbone(nn.Module):
             self._weights_tag = f"{self._weights_source}-{state_fingerprint(self)}"
         return self._weights_tag
 
+    @property
+    def weights_source(self) -> str:
+        """Which initial weights were loaded: ``random``, ``file`` or an ImageNet tag."""
+        return self._weights_source
+
     def _set_weights_tag(self, source: str, tag: str | None = None) -> None:
         self._weights_source = source
         self._weights_tag = tag
