@@ -108,3 +108,15 @@ def test_a_run_selected_before_blending_says_so(tiny_dataset, tmp_path, capsys) 
     # the startup summary says what the run is about to do
     assert "sarb: method sarb: --head csrl --loss partial-bce --augment ilrb,plrb" in err
     assert f"sarb: run directory {out.resolve()}" in err and "known positives per image" in err
+
+
+def test_predictor_evaluates_a_manifest_path(tiny_dataset, tmp_path):
+    from sarb import api
+    from sarb.data.manifest import read_manifest
+    from tests.conftest import tiny_train_args
+
+    out = tmp_path / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--epochs", "1"]) == 0
+    predictor = api.load_model(out, device="cpu")
+    by_path = predictor.evaluate(str(tiny_dataset["test"]))
+    assert by_path == predictor.evaluate(read_manifest(tiny_dataset["test"]))

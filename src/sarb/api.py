@@ -262,7 +262,7 @@ class Predictor:
 
     def evaluate(
         self,
-        data: LabelledImages,
+        data: LabelledImages | str | os.PathLike,
         ap: str = "voc",
         threshold: float = 0.5,
         batch_size: int | None = None,
@@ -271,10 +271,15 @@ class Predictor:
         """The metrics (mAP, OP/OR/OF1, CP/CR/CF1, top-3, AP per class; unknown labels
         ignored) of the model on ``data``.
 
-        ``data`` must have the checkpoint's classes (any order: its columns are matched by
-        name). The images go through the test transform in batches of ``batch_size`` (default:
-        the training batch size), exactly as the engine computed the run's ``metrics.json``.
+        ``data``: labelled images, or the path of a manifest (.csv / .jsonl); it must have the
+        checkpoint's classes (any order: its columns are matched by name). The images go
+        through the test transform in batches of ``batch_size`` (default: the training batch
+        size), exactly as the engine computed the run's ``metrics.json``.
         """
+        if not isinstance(data, LabelledImages):  # a manifest file
+            from sarb.data.manifest import read_manifest
+
+            data = read_manifest(data)
         data = self._aligned(data)
         bs = self.config.batch_size if batch_size is None else batch_size
         if bs < 1:

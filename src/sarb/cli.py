@@ -97,7 +97,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         rows[method] = fit(cfg)
     print(f"\nDemo test split, {cfg.known:.0%} known training labels ({cfg.ap} AP, percent):")
     print(format_metrics(rows))
-    print(f"run directories: {Path(args.out).resolve()}/<method>", file=sys.stderr)
+    from sarb.data.demo import demo_root
+
+    last = Path(args.out) / method
+    images = demo_root(cfg.cache_dir) / "images" / "test"
+    print(
+        f"\nrun directories: {', '.join(str(Path(args.out) / m) for m in rows)}\nnext:\n"
+        f"  sarb eval --checkpoint {last}\n"
+        f"  sarb predict --checkpoint {last} {images} --out predictions.csv",
+        file=sys.stderr,
+    )
     return 0
 
 
