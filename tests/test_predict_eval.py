@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -47,13 +48,19 @@ def test_eval_on_the_run_dataset_matches_metrics_json(run: Path, tmp_path: Path,
     metrics = json.loads((run / "metrics.json").read_text())
     out = tmp_path / "eval.json"
     assert main(["eval", "--checkpoint", str(run), "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    table = capsys.readouterr().out  # a readable table by default, the JSON in --out
+    printed = json.loads(out.read_text())
+    assert f"{metrics['mAP']:.1f}" in table and "AP per class:" in table
+    for name, ap in zip(["red", "green", "blue"], metrics["ap_per_class"], strict=True):
+        assert re.search(rf"^  {name}\s+{ap:.1f}$", table, re.M), name
     assert printed["mAP"] == metrics["mAP"]
     assert printed["ap_per_class"] == metrics["ap_per_class"]
     assert printed["split"] == "test" and printed["images"] == 16
-    assert json.loads(out.read_text()) == printed
     # the val split carved from the training manifest is the one best.pt was selected on
-    assert main(["eval", "--checkpoint", str(run / "best.pt"), "--split", "val"]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(run / "best.pt"), "--split", "val", "--format", "json"])
+        == 0
+    )
     val = json.loads(capsys.readouterr().out)
     assert (val["mAP"] or 0.0) == metrics["val_mAP"]
 
@@ -61,7 +68,8 @@ def test_eval_on_the_run_dataset_matches_metrics_json(run: Path, tmp_path: Path,
 def test_eval_on_a_manifest(run: Path, tiny_dataset, capsys) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     test = str(tiny_dataset["test"])
-    assert main(["eval", "--checkpoint", str(run), "--dataset", "manifest", "--test", test]) == 0
+    args = ["eval", "--checkpoint", str(run), "--dataset", "manifest", "--test", test]
+    assert main([*args, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["mAP"] == metrics["mAP"]
 
 
@@ -138,3 +146,22 @@ def test_predict_without_images_is_an_error(run: Path, tmp_path: Path, capsys) -
     assert main(["predict", "--checkpoint", str(run), str(broken)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "broken.jpg" in err[0] and err[-1].startswith("sarb: error: none of the 1")
+
+
+def test_predict_csv_from_the_extension_feeds_sarb_metrics(
+    run: Path, tiny_dataset, tmp_path, capsys
+):
+    from sarb.data.manifest import read_manifest
+
+    test = read_manifest(tiny_dataset["test"])
+    preds = tmp_path / "preds.csv"
+    paths = [str(p) for p in test.images]
+    assert main(["predict", "--checkpoint", str(run), *paths, "--out", str(preds)]) == 0
+    assert preds.read_text().startswith("image,red,green,blue\n")  # CSV, from the extension
+    labels = tmp_path / "labels.csv"
+    np.savetxt(labels, test.labels, fmt="%d", delimiter=",")
+    capsys.readouterr()
+    assert main(["metrics", "--scores", str(preds), "--labels", str(labels)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    expected = json.loads((run / "metrics.json").read_text())
+    assert got["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)

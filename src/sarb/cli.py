@@ -130,13 +130,32 @@ def _cmd_masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_scores(path: str):
+    """A headerless N x C score matrix, or the CSV of ``sarb predict`` (an ``image`` column and
+    one column per class, in the checkpoint's order)."""
+    import csv
+
+    import numpy as np
+
+    from sarb.data.csvio import read_bytes, read_matrix
+
+    text = read_bytes(Path(path), "scores").decode("utf-8", errors="replace")
+    if not text.startswith("image,"):
+        return read_matrix(path, what="scores")
+    rows = list(csv.reader(text.splitlines()))
+    try:
+        return np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
+    except ValueError as exc:
+        raise SarbError(f"{path}: not a predictions CSV of sarb predict ({exc})") from None
+
+
 def _cmd_metrics(args: argparse.Namespace) -> int:
     import numpy as np
 
     from sarb.data.csvio import read_matrix
     from sarb.metrics import compute_metrics
 
-    scores = read_matrix(args.scores, what="scores")
+    scores = _read_scores(args.scores)
     labels = read_matrix(args.labels, allowed={1, -1, 0}, integer=True, what="labels")
     if scores.shape != labels.shape:
         raise SarbError(
@@ -184,12 +203,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "split": split,
         "images": len(data),
     }
-    print(json.dumps(result))
+    if args.format == "json":
+        print(json.dumps(result))
+    else:
+        from sarb.metrics import format_metrics
+
+        print(f"{result['checkpoint']} on {result['data'] or split} ({len(data)} images):")
+        print(format_metrics({predictor.config.method: result}))
+        width = max(len(n) for n in predictor.class_names)
+        print("\nAP per class:")
+        for name, ap in zip(predictor.class_names, result["ap_per_class"], strict=True):
+            print(f"  {name:<{width}}  {'-' if ap is None else f'{ap:.1f}'}")
     if args.out:
-        try:
-            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as exc:
-            raise SarbError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+        from sarb.files import atomic_write
+
+        atomic_write(args.out, json.dumps(result, indent=2) + "\n", fsync=False)
     return 0
 
 
@@ -216,7 +244,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise SarbError(f"none of the {len(images)} image files could be read")
     names = predictor.class_names
     buf = io.StringIO()
-    if args.format == "csv":
+    fmt = args.format or ("csv" if str(args.out or "").lower().endswith(".csv") else "jsonl")
+    if fmt == "csv":
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["image", *names])
         for path, row in zip(done, scores, strict=True):
@@ -428,13 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per batch (the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table", help="what to print (table)"
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities of images, one record per image")
     p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a listed label")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        help="output format (default: from the --out extension, .csv or .jsonl; else jsonl)",
+    )
     p.add_argument("--out", help="write the records to this file instead of stdout")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
