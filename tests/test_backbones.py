@@ -237,15 +237,33 @@ def test_bad_weights_files(tmp_path):
         create_backbone("resnet18", weights=str(other))
 
 
-def test_auto_without_imagenet_weights_warns(hub_dir, capsys):
+def test_missing_imagenet_weights_are_downloaded_or_one_line(hub_dir, monkeypatch):
+    """Offline, a run that asks for ImageNet weights stops in one line saying how to provide
+    them (it never trains from random weights it did not ask for); online, it downloads them."""
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    for weights in ("auto", "imagenet"):
+        with pytest.raises(SarbError) as err:
+            create_backbone("resnet18", weights)
+        text = str(err.value)
+        assert "no ImageNet weights for resnet18" in text and "resnet18-f37072fd.pth" in text
+        assert "download failed" in text and "name resolution" in text
+        assert "--weights PATH or --weights random" in text and "\n" not in text
+    torch.manual_seed(5)
+    net = torchvision.models.resnet18(weights=None)
+
+    def online(url, progress=True, check_hash=False):  # what torch.hub does: save in the cache
+        assert url.endswith("resnet18-f37072fd.pth")
+        (hub_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), hub_dir / "checkpoints" / "resnet18-f37072fd.pth")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", online)
     bb = create_backbone("resnet18", "auto")
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "no ImageNet weights for resnet18 found in" in err[0]
-    assert "resnet18-f37072fd.pth" in err[0] and "random initialisation" in err[0]
-    assert bb.weights_tag.startswith("random-")
-    with pytest.raises(SarbError, match="no ImageNet weights for resnet18"):
-        create_backbone("resnet18", "imagenet")
+    assert bb.weights_tag == "imagenet1k_v1" and torch.equal(bb.conv1.weight, net.conv1.weight)
 
 
 def test_auto_finds_imagenet_weights_in_hub_cache(hub_dir, capsys):

@@ -6,9 +6,10 @@ See docs/method.md#model for the paper's backbone.
 maps normalised images ``(B, 3, H, W)`` (ImageNet mean/std, as :mod:`sarb.data.transforms`
 makes them) to its last feature map before pooling, ``(B, out_channels, H / stride, W / stride)``.
 
-Weights never come from the network: ``"auto"`` uses ImageNet weights only when they are
-already on disk (torchvision's hub cache for ResNets, the optional packaged file for
-EfficientNet-Lite0), otherwise it warns once and keeps the random initialisation.
+``"auto"`` (= ``"imagenet"``) takes the ImageNet weights from disk (torchvision's hub cache for
+ResNets, the optional packaged file for EfficientNet-Lite0); a missing ResNet file is downloaded
+with torchvision's weights API; offline, a one-line error says how to provide it. A run never
+trains from random weights it did not ask for (``--weights random``).
 """
 
 from __future__ import annotations
@@ -270,11 +271,11 @@ def create_backbone(
 ) -> Backbone:
     """Build backbone ``name`` with ``weights`` and the freezing policy ``trainable``.
 
-    ``weights``: ``"auto"`` (ImageNet weights if on disk, else a one-line warning and random
-    init), ``"imagenet"`` (the same, but an error if they are missing), ``None`` / ``"random"``
-    (random init), or a path to a state dict (``.pt``/``.pth`` via ``torch.load(weights_only=
-    True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (the paper's), ``"all"`` or
-    ``"none"``.
+    ``weights``: ``"auto"`` or ``"imagenet"`` (ImageNet weights from disk, else downloaded with
+    torchvision's weights API; offline, a one-line error saying how to provide them),
+    ``None`` / ``"random"`` (random init), or a path to a state dict (``.pt``/``.pth`` via
+    ``torch.load(weights_only=True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (the
+    paper's), ``"all"`` or ``"none"``.
     """
     entry = BACKBONES.get(name)
     if trainable not in TRAINABLE:
@@ -284,7 +285,7 @@ def create_backbone(
     if weights is None or weights == "random":
         model._set_weights_tag("random")
     elif weights in ("auto", "imagenet"):
-        _load_imagenet(model, name, entry.info.get("imagenet"), required=weights == "imagenet")
+        _load_imagenet(model, name, entry.info.get("imagenet"), entry.info.get("download"))
     else:
         path = Path(os.fspath(weights)).expanduser()
         model.load_weights(read_state_dict(path), str(path))
@@ -294,29 +295,39 @@ def create_backbone(
 
 
 def _load_imagenet(
-    model: Backbone, name: str, imagenet: ImageNetFiles | None, required: bool
+    model: Backbone,
+    name: str,
+    imagenet: ImageNetFiles | None,
+    download: Callable[[], tuple[Path, str]] | None,
 ) -> None:
+    """ImageNet weights from disk, else downloaded (torchvision's weights API), else a one-line
+    error that says how to provide them; a backbone without ImageNet weights stays random."""
     if imagenet is None:
-        if required:
-            raise SarbError(f"{name} has no ImageNet weights: use --weights random or a path")
         model._set_weights_tag("random")
         return
-    candidates, missing_is_error = imagenet()
+    candidates, _ = imagenet()
     for path, tag in candidates:
         if path.is_file():
             model.load_weights(read_state_dict(path), str(path))
             model._set_weights_tag(tag, tag)
             return
-    files = " or ".join(p.name for p, _ in candidates)
     where = candidates[0][0].parent if candidates else "?"
-    msg = f"no ImageNet weights for {name} found in {where} ({files})"
-    if required or missing_is_error:
-        raise SarbError(f"{msg}; pass --weights PATH or --weights random")
-    print(
-        f"sarb: warning: {msg}; using random initialisation (pass --weights PATH)",
-        file=sys.stderr,
+    files = " or ".join(p.name for p, _ in candidates)
+    if download is not None:
+        print(f"sarb: downloading the ImageNet weights of {name} into {where}", file=sys.stderr)
+        try:
+            path, url = download()
+        except Exception as exc:  # offline: URLError, OSError, a hash mismatch...
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise SarbError(
+                f"no ImageNet weights for {name} in {where} ({files}) and the download failed "
+                f"({reason}): put the file there, or pass --weights PATH or --weights random"
+            ) from None
+        return _load_imagenet(model, name, imagenet, None)
+    raise SarbError(
+        f"no ImageNet weights for {name} found in {where} ({files}); pass --weights PATH or "
+        "--weights random"
     )
-    model._set_weights_tag("random")
 
 
 def _resnet(arch: str) -> None:
@@ -338,7 +349,16 @@ def _resnet(arch: str) -> None:
                 found.append((ckpt_dir / os.path.basename(urlparse(w.url).path), version.lower()))
         return found, False
 
-    BACKBONES.register(arch, imagenet=imagenet)(build)
+    def download() -> tuple[Path, str]:
+        """Fetch the V1 ImageNet weights with torchvision's own weights API into torch's hub
+        cache (where ``imagenet`` looks first next time)."""
+        import torchvision
+
+        url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+        torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
+        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path), url
+
+    BACKBONES.register(arch, imagenet=imagenet, download=download)(build)
 
 
 def _efficientnet_lite0(stride: int) -> Callable[[], Backbone]:
