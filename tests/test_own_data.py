@@ -120,3 +120,27 @@ def test_predictor_evaluates_a_manifest_path(tiny_dataset, tmp_path):
     predictor = api.load_model(out, device="cpu")
     by_path = predictor.evaluate(str(tiny_dataset["test"]))
     assert by_path == predictor.evaluate(read_manifest(tiny_dataset["test"]))
+
+
+def test_threads_never_oversubscribe_the_cores(monkeypatch) -> None:
+    from sarb import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "cpu_cores", lambda: 8)
+    assert runtime.choose_threads(None, loader_workers=0, processes=1) == 8
+    assert runtime.choose_threads(None, loader_workers=2, processes=1) == 6
+    assert runtime.choose_threads(None, loader_workers=2, processes=2) == 2  # torchrun: a share
+    assert runtime.choose_threads(None, loader_workers=6, processes=2) == 1  # never below 1
+    assert runtime.choose_threads(3, loader_workers=6, processes=2) == 3  # --threads wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert runtime.choose_threads(None, 0, 1) == runtime.torch.get_num_threads()
+
+
+def test_the_threads_used_are_recorded(tiny_dataset, tmp_path) -> None:
+    import yaml
+
+    from tests.conftest import tiny_train_args
+
+    out = tmp_path / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--epochs", "1", "--threads", "1"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1

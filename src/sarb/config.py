@@ -133,6 +133,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initialisation, shuffling and augmentation")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _opt(2, "data-loading worker processes")
+    threads: int | None = _opt(
+        None, "CPU threads per process (default: its share of the cores, less its loader workers)"
+    )
     skip_bad_images: bool = _opt(
         False, "decode every image once first; skip and count unreadable ones instead of stopping"
     )
@@ -170,6 +173,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise SarbError(f"--threads must be >= 1, got {self.threads}")
         if self.curriculum_start < 0:
             raise SarbError(f"--curriculum-start must be >= 0, got {self.curriculum_start}")
         if not 0.0 < self.curriculum_fraction <= 1.0:
@@ -289,7 +294,7 @@ def legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-RUNTIME_FIELDS = ("device", "workers", "compile", "overwrite")
+RUNTIME_FIELDS = ("device", "workers", "threads", "compile", "overwrite")
 """Settings that do not change a run's result: a run may resume with others."""
 PROTOCOL_FIELDS = ("known", "mask_protocol")
 """The experiment protocol of a config file, which holds for the file's own dataset only."""

@@ -9,6 +9,7 @@ process and many (torchrun: every process trains a shard of each global batch; r
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from sarb.metrics import compute_metrics
 from sarb.models.factory import DataInfo, embeddings_for
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
-from sarb.runtime import amp_enabled, autocast, pick_device, seed_everything
+from sarb.runtime import amp_enabled, autocast, choose_threads, pick_device, seed_everything
 from sarb.summary import print_summary
 
 
@@ -67,13 +68,16 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     model = method.model
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
-    if cfg.weights in ("auto", "imagenet"):  # recorded as what was loaded
-        cfg = dataclasses.replace(cfg, weights="random" if model.backbone.weights_source ==
-                                  "random" else "imagenet")  # fmt: skip
-    if dist_info.is_main:
-        run.create(cfg)
     cached = _cached_feature_maps(cfg, method, splits, device)
     model.takes_feature_maps = cached is not None
+    decoders, local_world = 0 if cached else cfg.workers, os.environ.get("LOCAL_WORLD_SIZE", 1)
+    cfg = dataclasses.replace(  # recorded as used: the weights loaded, the threads chosen
+        cfg, threads=choose_threads(cfg.threads, decoders, int(local_world)),
+        weights="imagenet" if cfg.weights == "auto" and model.backbone.weights_source != "random"
+        else cfg.weights)  # fmt: skip
+    torch.set_num_threads(cfg.threads)
+    if dist_info.is_main:
+        run.create(cfg)
     if not quiet:
         print_summary(cfg, splits, method, device, cached is not None, dist_info.world)
     step_fn: torch.nn.Module = method

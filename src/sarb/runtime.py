@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -39,6 +40,31 @@ def amp_enabled(amp: bool | None, device: torch.device) -> bool:
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """bf16 autocast on ``device`` when ``enabled``, a no-op otherwise."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_threads(requested: int | None, loader_workers: int, processes: int) -> int:
+    """Intra-op threads for this process: ``requested``, else its share of the cores less the
+    loader workers that decode images beside it, so that the run never oversubscribes the
+    cores (oversubscribed CPU training runs several times slower); with ``OMP_NUM_THREADS`` set,
+    torch's count from it. At least 1. On a machine busy with other work, pass ``--threads``."""
+    if requested is not None:
+        return requested
+    if os.environ.get("OMP_NUM_THREADS"):  # the user's own choice for this process
+        return torch.get_num_threads()
+    return max(1, cpu_cores() // max(processes, 1) - loader_workers)
+
+
+def one_thread(worker_id: int) -> None:
+    """``worker_init_fn`` of data loaders: a loader worker decodes with one thread."""
+    torch.set_num_threads(1)
 
 
 def seed_everything(seed: int) -> torch.Generator:

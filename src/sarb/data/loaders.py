@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDatas
 from sarb.data.dataset import ImageDataset, LabelledImages
 from sarb.data.transforms import test_transform, train_transform
 from sarb.errors import SarbError
+from sarb.runtime import one_thread
 
 
 def make_loader(
@@ -52,6 +53,7 @@ def make_loader(
         generator=generator,
         drop_last=train and len(data) > cfg.batch_size,
         num_workers=workers,
+        worker_init_fn=one_thread if workers > 0 else None,
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
     )
