@@ -14,8 +14,8 @@ SRC = Path(sarb.__file__).parent
 # foundations, the tools, the entry points), whose modules may use each other (without a circle).
 LAYERS = [
     {"sarb", "sarb.errors", "sarb.registry", "sarb.files", "sarb.distributed", "sarb.published",
-     "sarb.presets"},
-    {"sarb.data", "sarb.losses", "sarb.metrics", "sarb.runtime", "sarb.checkpoint"},
+     "sarb.presets", "sarb.runtime"},
+    {"sarb.data", "sarb.losses", "sarb.metrics", "sarb.checkpoint"},
     {"sarb.config", "sarb.models"},
     {"sarb.methods"},
     {"sarb.runs", "sarb.summary"},
