@@ -399,3 +399,14 @@ def test_a_cell_selected_before_blending_is_marked() -> None:
     assert _table_rows(text)["sarb"]["10%"].endswith("‡")
     assert "before blending starts" in text
     assert "‡" not in format_table([result_row(_fake_metrics("sarb", 0.1, 0), "t", "r")])
+
+
+def test_methods_of_one_family_share_a_line_style_and_differ_by_marker() -> None:
+    from sarb.report import line_styles, method_family
+
+    assert method_family("sarb") == "csrl" and method_family("linear+hill") == "linear"
+    styles = line_styles(["ssgrl", "sarb", "bce-ignore", "partial-bce", "gcn-ml", "csrl+em"])
+    assert styles[0]["linestyle"] == styles[1]["linestyle"] == styles[5]["linestyle"] == "-"
+    assert styles[2]["linestyle"] == styles[3]["linestyle"] == "--"
+    assert styles[4]["linestyle"] == ":"
+    assert len({styles[i]["marker"] for i in (0, 1, 5)}) == 3  # three csrl methods, 3 markers

@@ -40,6 +40,7 @@ import numpy as np
 from sarb.data.partial import SINGLE_POSITIVE
 from sarb.errors import SarbError
 from sarb.files import atomic_write
+from sarb.presets import PRESETS
 from sarb.published import dataset_column, paper_avg_map
 from sarb.runs import RunDir
 
@@ -345,7 +346,28 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-_MARKERS = ("o", "s", "^", "D")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = {"csrl": "-", "kggr": "-.", "gcn": ":", "linear": "--"}
+"""A method family (its head) has one line style; within it each method its own marker."""
+
+
+def method_family(method: str) -> str:
+    """The head of a preset (``sarb`` -> ``csrl``) or of a composed name (``linear+hill``)."""
+    if method in PRESETS:
+        return PRESETS.create(method).head
+    return method.split("+", 1)[0]
+
+
+def line_styles(methods: Sequence[str]) -> list[dict[str, str]]:
+    """Per method: its family's line style and a marker not used by another of its family."""
+    seen: dict[str, int] = {}
+    out = []
+    for m in methods:
+        family = method_family(m)
+        i = seen[family] = seen.get(family, -1) + 1
+        out.append({"linestyle": _LINESTYLES.get(family, "-"),
+                    "marker": _MARKERS[i % len(_MARKERS)]})  # fmt: skip
+    return out
 
 
 def _legend(ax: Any, entries: int) -> None:
@@ -363,20 +385,13 @@ def plot_map_vs_known(rows: Sequence[dict[str, Any]], path: Path) -> None:
     for ax, dataset in zip(axes, datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == dataset and not isinstance(r["known"], str)]
         summaries = summarize(mine)
-        for j, (s, color) in enumerate(zip(summaries, _colors(len(summaries)), strict=True)):
+        styles = line_styles([s.method for s in summaries])
+        for s, color, style in zip(summaries, _colors(len(summaries)), styles, strict=True):
             ks = sorted(k for k in s.cells if s.cells[k]["mAP"].n > 0)
             means = [s.cells[k]["mAP"].mean for k in ks]
             errs = [s.cells[k]["mAP"].std or 0.0 for k in ks]
-            ax.errorbar(
-                [100 * k for k in ks],
-                means,
-                yerr=errs,
-                marker=_MARKERS[j // 10 % len(_MARKERS)],
-                ms=4,
-                capsize=3,
-                color=color,
-                label=s.method,
-            )
+            ax.errorbar([100 * k for k in ks], means, yerr=errs, ms=4, capsize=3, color=color,
+                        label=s.method, **style)  # fmt: skip
         ticks = sorted({100 * r["known"] for r in mine})
         if ticks:
             ax.set_xticks(ticks, [f"{t:.4g}" for t in ticks])
