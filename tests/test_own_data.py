@@ -122,18 +122,22 @@ def test_predictor_evaluates_a_manifest_path(tiny_dataset, tmp_path):
     assert by_path == predictor.evaluate(read_manifest(tiny_dataset["test"]))
 
 
-def test_threads_never_oversubscribe_the_cores(monkeypatch) -> None:
+def test_threads_take_a_share_of_the_cores_and_a_busy_machine_is_told(monkeypatch, capsys):
     from sarb import runtime
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "cpu_cores", lambda: 8)
-    assert runtime.choose_threads(None, loader_workers=0, processes=1) == 8
-    assert runtime.choose_threads(None, loader_workers=2, processes=1) == 6
-    assert runtime.choose_threads(None, loader_workers=2, processes=2) == 2  # torchrun: a share
-    assert runtime.choose_threads(None, loader_workers=6, processes=2) == 1  # never below 1
-    assert runtime.choose_threads(3, loader_workers=6, processes=2) == 3  # --threads wins
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert runtime.choose_threads(None, processes=1) == 8
+    assert runtime.choose_threads(None, processes=2) == 4  # torchrun: a share per process
+    assert runtime.choose_threads(None, processes=16) == 1  # never below 1
+    assert runtime.choose_threads(3, processes=2) == 3  # --threads wins
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (11.0, 9.0, 8.0))
+    assert runtime.choose_threads(None, processes=1) == 8
+    assert "busy (load 11.0 on 8 cores)" in capsys.readouterr().err
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert runtime.choose_threads(None, 0, 1) == runtime.torch.get_num_threads()
+    assert runtime.choose_threads(None, 1) == runtime.torch.get_num_threads()
 
 
 def test_the_threads_used_are_recorded(tiny_dataset, tmp_path) -> None:

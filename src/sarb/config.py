@@ -134,7 +134,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _opt(2, "data-loading worker processes")
     threads: int | None = _opt(
-        None, "CPU threads per process (default: its share of the cores, less its loader workers)"
+        None, "CPU threads per process (default: its share of the cores; recorded)"
     )
     skip_bad_images: bool = _opt(
         False, "decode every image once first; skip and count unreadable ones instead of stopping"

@@ -70,9 +70,9 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         method = method.to(memory_format=torch.channels_last)
     cached = _cached_feature_maps(cfg, method, splits, device)
     model.takes_feature_maps = cached is not None
-    decoders, local_world = 0 if cached else cfg.workers, os.environ.get("LOCAL_WORLD_SIZE", 1)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     cfg = dataclasses.replace(  # recorded as used: the weights loaded, the threads chosen
-        cfg, threads=choose_threads(cfg.threads, decoders, int(local_world)),
+        cfg, threads=choose_threads(cfg.threads, local_world),
         weights="imagenet" if cfg.weights == "auto" and model.backbone.weights_source != "random"
         else cfg.weights)  # fmt: skip
     torch.set_num_threads(cfg.threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -50,16 +51,22 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose_threads(requested: int | None, loader_workers: int, processes: int) -> int:
-    """Intra-op threads for this process: ``requested``, else its share of the cores less the
-    loader workers that decode images beside it, so that the run never oversubscribes the
-    cores (oversubscribed CPU training runs several times slower); with ``OMP_NUM_THREADS`` set,
-    torch's count from it. At least 1. On a machine busy with other work, pass ``--threads``."""
+def choose_threads(requested: int | None, processes: int) -> int:
+    """Intra-op threads for this process: ``requested`` (``--threads``), else torch's count when
+    ``OMP_NUM_THREADS`` sets it, else this process's share of the cores (torchrun runs several
+    processes per machine). A machine busy with other work gets a one-line warning: its
+    oversubscribed cores make CPU training several times slower, and ``--threads`` fixes it."""
     if requested is not None:
         return requested
-    if os.environ.get("OMP_NUM_THREADS"):  # the user's own choice for this process
+    if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    return max(1, cpu_cores() // max(processes, 1) - loader_workers)
+    share = max(1, cpu_cores() // max(processes, 1))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > cpu_cores() + 0.5:
+        print(f"sarb: warning: this machine is busy (load {load:.1f} on {cpu_cores()} cores): "
+              f"{share} threads may oversubscribe it; --threads N (e.g. 1) avoids that",
+              file=sys.stderr)  # fmt: skip
+    return share
 
 
 def one_thread(worker_id: int) -> None:
