@@ -89,7 +89,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     rows = {}
     for method in args.methods.split(","):
         out = str(Path(args.out) / method)
-        cfg = resolve_config(None, **{**settings, "method": method, "out": out, "overwrite": True})
+        values = {**settings, "method": method, "out": out, "overwrite": True}
+        if args.threads is not None:
+            values["threads"] = args.threads
+        cfg = resolve_config(None, **values)
         print(
             f"== {method}: training on the demo dataset, {cfg.known:.0%} known labels",
             file=sys.stderr,
@@ -413,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on the embedded demo dataset and print a table")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods")
     p.add_argument("--out", default="runs/demo", help="parent of the run directories")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 on a busy machine)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
