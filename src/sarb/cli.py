@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on the embedded demo dataset and print a table")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods")
     p.add_argument("--out", default="runs/demo", help="parent of the run directories")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 on a busy machine)")
+    p.add_argument("--threads", type=int, help="CPU threads (all cores; use 1 on a busy machine)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
