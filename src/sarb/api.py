@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from sarb.checkpoint import load_checkpoint
 from sarb.config import TrainConfig, load_yaml, resolve_config
@@ -222,9 +224,10 @@ class Predictor:
         return [[self.class_names[c] for c in np.flatnonzero(row >= threshold)] for row in scores]
 
     def predict_paths(
-        self, paths: Sequence[str | os.PathLike], batch_size: int = 32
+        self, paths: Sequence[str | os.PathLike], batch_size: int = 32, progress: bool = False
     ) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
-        """Like :meth:`predict` on image files, but an unreadable file is skipped, not fatal.
+        """Like :meth:`predict` on image files, but an unreadable file is skipped, not fatal
+        (``progress``: a progress bar when stderr is a terminal).
 
         Returns ``(predicted, scores, skipped)``: the paths that were read, in input order,
         their probabilities (len(predicted), C), and ``(path, reason)`` for each skipped file.
@@ -245,7 +248,9 @@ class Predictor:
                 done.extend(p for p, _ in pending)
                 pending.clear()
 
-        for p in map(Path, paths):
+        bar = progress and sys.stderr.isatty()
+        for p in tqdm(list(map(Path, paths)), desc="predicting", unit="img", disable=not bar,
+                      leave=False, file=sys.stderr):  # fmt: skip
             try:
                 pending.append((p, read_image(p)))
             except SarbError as exc:

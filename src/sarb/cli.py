@@ -240,7 +240,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not images:
         raise SarbError(f"no image files found in {', '.join(args.paths)}")
     predictor = load_model(args.checkpoint, device=args.device)
-    done, scores, unreadable = predictor.predict_paths(images, batch_size=args.batch_size)
+    done, scores, unreadable = predictor.predict_paths(images, args.batch_size, progress=True)
     for _, reason in unreadable:
         print(f"sarb: warning: {reason}; skipped", file=sys.stderr)
     if not done:
