@@ -148,3 +148,15 @@ def test_the_threads_used_are_recorded(tiny_dataset, tmp_path) -> None:
     out = tmp_path / "run"
     assert main([*tiny_train_args(tiny_dataset, out), "--epochs", "1", "--threads", "1"]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["threads"] == 1
+
+
+def test_train_help_groups_its_flags(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    sections = [line[:-1] for line in out.splitlines() if line and not line[0].isspace()
+                and line.endswith(":")]  # fmt: skip
+    assert sections[1:] == ["data", "method (a preset and its parts)", "model", "optimisation",
+                            "SARB: blending, prototypes, contrastive loss", "compared methods",
+                            "loss settings", "run"]  # fmt: skip
+    assert "SPEC" not in out

@@ -219,15 +219,27 @@ def _base_type(tp: Any) -> type:
     return tp
 
 
+HELP_GROUPS = {"dataset": "data", "method": "method (a preset and its parts)",
+               "backbone": "model", "epochs": "optimisation",
+               "blend_start": "SARB: blending, prototypes, contrastive loss",
+               "curriculum_start": "compared methods", "ls_coef": "loss settings",
+               "seed": "run"}  # fmt: skip
+"""``--help`` sections: the first TrainConfig field of each, in field order."""
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, defaulting to None so that given flags can be told apart."""
+    """One flag per TrainConfig field, defaulting to None so that given flags can be told apart;
+    ``--help`` groups them (:data:`HELP_GROUPS`)."""
     hints = typing.get_type_hints(TrainConfig)
     parser.add_argument(
         "--config",
         help="YAML file whose keys mirror these flags, or a packaged config: demo, quick, paper, "
         "paper_coco, paper_voc, paper_vg200",
     )
+    group: Any = parser
     for f in dataclasses.fields(TrainConfig):
+        if f.name in HELP_GROUPS:
+            group = parser.add_argument_group(HELP_GROUPS[f.name])
         tp = _base_type(hints[f.name])
         default = "" if f.default is None else f" ({f.default})"
         kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']}{default}"}
@@ -237,7 +249,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = tp
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(f"--{_flag(f.name)}", **kwargs)
+        group.add_argument(f"--{_flag(f.name)}", **kwargs)
 
 
 def config_path(name: str) -> Path:
