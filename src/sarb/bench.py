@@ -1,7 +1,8 @@
 """``sarb bench``: speed and memory ratios, each measured side by side in one run.
 
-Every ratio compares two ways of doing the same work on the same inputs, after a warm-up, so
-that it means something on a noisy machine; the absolute times are reported beside it.
+Every ratio compares two ways of doing the same work on the same inputs, after a warm-up, their
+repetitions interleaved (:func:`timed_pair`), so that it means something on a noisy machine;
+the absolute times are reported beside it.
 
 - ``sarb_vs_ssgrl_step``: SARB train step time / SSGRL train step time (same model and batch).
 - ``sd_memory_vs_naive`` and ``sd_time_vs_naive``: a naive semantic decoupling that builds
@@ -12,6 +13,8 @@ that it means something on a noisy machine; the absolute times are reported besi
   on a COCO-sized 40,504 x 80 score matrix.
 - ``input_vs_pil``: images/s of our decoding + train transform against a plain PIL +
   torchvision (v1) pipeline, one thread (as in a loader worker), the same photo-like JPEGs.
+- ``busy_one_thread_vs_default``: the SSGRL step on a CPU kept busy by one other process per
+  core, at the default thread count / at one thread (above 1: one thread is faster there).
 - ``train_vs_backbone`` (CUDA only): images/s of the full SARB step (ResNet-101, 448, batch 16,
   bf16) / images/s of the backbone's own forward + backward on the same batch.
 """
@@ -34,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from sarb.config import resolve_config
 from sarb.methods import build_method
 from sarb.models.factory import DataInfo
-from sarb.runtime import pick_device
+from sarb.runtime import cpu_cores, pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -54,6 +57,26 @@ def timed(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int 
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def timed_pair(
+    a: Callable[[], Any], b: Callable[[], Any], device: torch.device, repeat: int, warmup: int = 1
+) -> tuple[float, float]:
+    """Median wall times of ``a`` and ``b``, their repetitions interleaved (a b b a a b ...), so
+    that a change of the machine's load during the measurement hits both sides alike."""
+    for _ in range(warmup):
+        a()
+        b()
+    _sync(device)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for i in range(repeat):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            fn = a if side == 0 else b
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[side].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -143,10 +166,13 @@ def _train_step(method, images, targets, optimizer, amp: bool) -> Callable[[], N
 def bench_step(device: torch.device, quick: bool) -> dict[str, float]:
     setup = _step_methods(device, quick)
     out = {}
+    steps = {}
     for name, method in setup["methods"].items():
         opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], 1e-5)
-        step = _train_step(method, setup["images"], setup["targets"], opt, setup["amp"])
-        out[f"{name}_step_s"] = timed(step, device, repeat=3 if quick else 10, warmup=2)
+        steps[name] = _train_step(method, setup["images"], setup["targets"], opt, setup["amp"])
+    out["ssgrl_step_s"], out["sarb_step_s"] = timed_pair(
+        steps["ssgrl"], steps["sarb"], device, repeat=3 if quick else 10, warmup=2
+    )
     out["sarb_vs_ssgrl_step"] = out["sarb_step_s"] / out["ssgrl_step_s"]
     if device.type == "cuda":
         bb = setup["methods"]["sarb"].model.backbone
@@ -177,9 +203,10 @@ def bench_sd(device: torch.device, quick: bool) -> dict[str, float]:
     def naive() -> None:
         naive_semantic_decoupling(sd, fmap, emb).sum().backward()
 
+    ours_s, naive_s = timed_pair(ours, naive, device, repeat=3)
     out = {
-        "sd_ours_s": timed(ours, device, repeat=3),
-        "sd_naive_s": timed(naive, device, repeat=3),
+        "sd_ours_s": ours_s,
+        "sd_naive_s": naive_s,
         "sd_ours_peak_mb": peak_memory(ours, device) / 2**20,
         "sd_naive_peak_mb": peak_memory(naive, device) / 2**20,
     }
@@ -292,8 +319,7 @@ def bench_input(quick: bool) -> dict[str, float]:
 
         try:
             torch.set_num_threads(1)  # as in a DataLoader worker: images/s per worker
-            ours_s = timed(ours, torch.device("cpu"), repeat=3)
-            plain_s = timed(plain, torch.device("cpu"), repeat=3)
+            ours_s, plain_s = timed_pair(ours, plain, torch.device("cpu"), repeat=3)
         finally:
             torch.set_num_threads(threads)
     return {
@@ -303,9 +329,48 @@ def bench_input(quick: bool) -> dict[str, float]:
     }
 
 
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
+def bench_busy_threads(quick: bool) -> dict[str, float]:
+    """The SSGRL train step on a CPU kept busy by other processes (one per core): at the
+    default thread count (all cores) against one thread, interleaved. A ratio above 1 means
+    one thread is faster there, as ``sarb train``'s busy-machine warning says."""
+    import multiprocessing
+
+    setup = _step_methods(torch.device("cpu"), quick=True)
+    method = setup["methods"]["ssgrl"]
+    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], 1e-5)
+    step = _train_step(method, setup["images"], setup["targets"], opt, amp=False)
+    default = torch.get_num_threads()
+
+    def with_threads(n: int) -> Callable[[], None]:
+        def run() -> None:
+            torch.set_num_threads(n)
+            step()
+
+        return run
+
+    ctx = multiprocessing.get_context("spawn")
+    burners = [ctx.Process(target=_busy_loop, daemon=True) for _ in range(cpu_cores())]
+    for p in burners:
+        p.start()
+    try:
+        default_s, one_s = timed_pair(with_threads(default), with_threads(1),
+                                      torch.device("cpu"), repeat=3 if quick else 8)  # fmt: skip
+    finally:
+        for p in burners:
+            p.terminate()
+        torch.set_num_threads(default)
+    return {"busy_default_threads_step_s": default_s, "busy_one_thread_step_s": one_s,
+            "busy_one_thread_vs_default": default_s / one_s}  # fmt: skip
+
+
 KEYS = (
     "sarb_vs_ssgrl_step", "sd_memory_vs_naive", "sd_time_vs_naive", "kmeans_vs_sklearn",
-    "kmeans_inertia_ratio", "metrics_vs_sklearn", "input_vs_pil",
+    "kmeans_inertia_ratio", "metrics_vs_sklearn", "input_vs_pil", "busy_one_thread_vs_default",
 )  # fmt: skip
 
 
@@ -324,6 +389,7 @@ def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
         lambda: bench_kmeans(dev, quick),
         lambda: bench_metrics(quick),
         lambda: bench_input(quick),
+        lambda: bench_busy_threads(quick),
     ):
         result.update(part())
     return result
@@ -351,9 +417,9 @@ def format_bench(result: dict[str, Any]) -> str:
     keys = [*KEYS, *(["train_vs_backbone"] if "train_vs_backbone" in result else [])]
     goal = targets(result["device"])
     lines = [f"device: {result['device']}  torch {result['torch']}  threads {result['threads']}"]
-    lines += [f"  {k:<22} {result[k]:8.3f}{_target_note(result[k], goal.get(k))}" for k in keys]
+    lines += [f"  {k:<28} {result[k]:8.3f}{_target_note(result[k], goal.get(k))}" for k in keys]
     lines.append("absolute:")
-    lines += [f"  {k:<22} {v:10.4f}" for k, v in result.items()
+    lines += [f"  {k:<28} {v:10.4f}" for k, v in result.items()
               if k not in keys and isinstance(v, float)]  # fmt: skip
     return "\n".join(lines)
 
