@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 
 SMOKE=(--config configs/demo.yaml --backbone resnet50 --weights random --trainable paper
        --no-feature-cache --crop-flip --image-size 224 --batch-size 32 --workers 6
-       --epochs 2 --blend-start 1 --proto-every 1 --method sarb)
+       --epochs 2 --blend-start 1 --proto-every 1 --method sarb --overwrite)
 for run in eager compile; do
     extra=()
     [ "$run" = compile ] && extra=(--compile)
