@@ -167,11 +167,10 @@ def _neg_log_1mp(logits: Tensor) -> Tensor:
     return F.softplus(logits)
 
 
-def _combine(
-    logits: Tensor, targets: Tensor, positive: Tensor, negative: Tensor, unknown: Tensor
-) -> Tensor:
-    """``s * positive + (1 - s) * negative`` on known entries, ``unknown`` elsewhere (B, C)."""
-    s = targets.clamp(min=0).to(logits.dtype)
+def by_entry_kind(targets: Tensor, positive: Tensor, negative: Tensor, unknown: Tensor) -> Tensor:
+    """The rule every loss-based method follows, per entry (B, C): on a known entry with soft
+    target ``s = max(t, 0)``, ``s * positive + (1 - s) * negative``; elsewhere ``unknown``."""
+    s = targets.clamp(min=0).to(positive.dtype)
     known = s * positive + (1 - s) * negative
     return torch.where(targets != 0, known, unknown)
 
@@ -185,7 +184,7 @@ def an_ls_loss(logits: Tensor, targets: Tensor, smoothing: float = 0.1) -> Tenso
     pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
     positive = (1 - smoothing) * pos + smoothing * neg
     unknown = (1 - smoothing) * neg + smoothing * pos
-    return _combine(logits, targets, positive, neg, unknown).mean()
+    return by_entry_kind(targets, positive, neg, unknown).mean()
 
 
 def wan_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -193,7 +192,7 @@ def wan_loss(logits: Tensor, targets: Tensor) -> Tensor:
     weight ``gamma = 1 / (C - 1)``; positives and known negatives are plain BCE."""
     gamma = 1.0 / max(logits.shape[1] - 1, 1)
     pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
-    return _combine(logits, targets, pos, neg, gamma * neg).mean()
+    return by_entry_kind(targets, pos, neg, gamma * neg).mean()
 
 
 def expected_positive_regularizer(probs: Tensor, expected: float) -> Tensor:
@@ -207,7 +206,7 @@ def epr_loss(logits: Tensor, targets: Tensor, expected: float) -> Tensor:
     """EPR (Cole et al., CVPR 2021): BCE on the known entries (a sum over the B x C entries,
     unknown ones contributing 0) + :func:`expected_positive_regularizer`."""
     pos, neg = _neg_log_p(logits), _neg_log_1mp(logits)
-    bce = _combine(logits, targets, pos, neg, torch.zeros_like(pos)).mean()
+    bce = by_entry_kind(targets, pos, neg, torch.zeros_like(pos)).mean()
     return bce + expected_positive_regularizer(torch.sigmoid(logits), expected)
 
 
@@ -227,7 +226,7 @@ def asl_loss(
     positive = (1 - p) ** gamma_pos * _neg_log_p(logits)
     p_m = (p - clip).clamp(min=0)
     negative = p_m**gamma_neg * -torch.log((1 - p_m).clamp(min=1e-8))
-    per_entry = _combine(logits, targets, positive, negative, torch.zeros_like(p))
+    per_entry = by_entry_kind(targets, positive, negative, torch.zeros_like(p))
     return per_entry.sum() / (targets != 0).sum().clamp(min=1).to(p.dtype)
 
 
@@ -246,7 +245,7 @@ def hill_loss(
     down-weights the likely missing positives (high p); known negatives: BCE."""
     p = torch.sigmoid(logits)
     positive = focal_margin_positive(logits, margin, gamma)
-    return _combine(logits, targets, positive, _neg_log_1mp(logits), (lam - p) * p**2).mean()
+    return by_entry_kind(targets, positive, _neg_log_1mp(logits), (lam - p) * p**2).mean()
 
 
 def expected_positives(labels: Any, given: float | None) -> float:
@@ -269,6 +268,7 @@ def expected_positives(labels: Any, given: float | None) -> float:
 
 __all__ = [
     "an_ls_loss",
+    "by_entry_kind",
     "asl_loss",
     "assume_negative_bce",
     "contrastive_loss",

@@ -38,6 +38,7 @@ from sarb.losses import (
     an_ls_loss,
     asl_loss,
     assume_negative_bce,
+    by_entry_kind,
     epr_loss,
     expected_positive_regularizer,
     expected_positives,
@@ -80,10 +81,6 @@ class FunctionLoss(Loss):
         return self.fn(logits, targets)
 
 
-def _soft(targets: Tensor, dtype: torch.dtype) -> Tensor:
-    return targets.clamp(min=0).to(dtype)
-
-
 class SPLC(Loss):
     """Self-paced loss correction (Zhang et al., 2021), module docstring."""
 
@@ -101,12 +98,10 @@ class SPLC(Loss):
         corrected = unknown & (p > self.tau) if epoch >= self.start else torch.zeros_like(unknown)
         shifted = logits - self.margin
         margin_pos = (1 - torch.sigmoid(shifted)) ** self.gamma * F.softplus(-shifted)
-        s = _soft(targets, logits.dtype)
-        known = s * margin_pos + (1 - s) * F.softplus(logits)  # labelled: margin positives, BCE
         corrected_pos = (1 - p) ** self.gamma * F.softplus(-logits)  # a correction: no margin
         focal_neg = p**self.gamma * F.softplus(logits)
-        per_entry = torch.where(unknown, torch.where(corrected, corrected_pos, focal_neg), known)
-        return per_entry.mean()
+        unknown_loss = torch.where(corrected, corrected_pos, focal_neg)
+        return by_entry_kind(targets, margin_pos, F.softplus(logits), unknown_loss).mean()
 
 
 class LargeLoss(Loss):
@@ -139,8 +134,8 @@ class LargeLoss(Loss):
         if self.scheme == "permanent":
             targets = torch.where(self.corrected[index] & (targets == 0), 1.0, targets)
         unknown = targets == 0
-        s = _soft(targets, logits.dtype)  # unknown entries: assumed negative (s = 0)
-        per_entry = s * F.softplus(-logits) + (1 - s) * F.softplus(logits)
+        neg = F.softplus(logits)  # -log(1 - p): unknown entries are assumed negative
+        per_entry = by_entry_kind(targets, F.softplus(-logits), neg, neg)
         k = min(math.ceil(targets.numel() * self.rate(epoch)), targets.numel())
         if k == 0:
             return per_entry.mean()
@@ -153,10 +148,9 @@ class LargeLoss(Loss):
             per_entry = torch.where(chosen, 0.0, per_entry)
         else:  # corrected to a positive target
             per_entry = torch.where(chosen, F.softplus(-logits), per_entry)
-        if self.scheme == "permanent" and primary:
-            rows, cols = chosen.nonzero(as_tuple=True)
-            rows, cols = distributed.gather_cat(index[rows]), distributed.gather_cat(cols)
-            self.corrected[rows, cols] = True
+        if self.scheme == "permanent" and primary:  # no host sync in one process
+            rows = distributed.gather_cat(index)
+            self.corrected[rows] |= distributed.gather_cat(chosen.to(torch.uint8)).bool()
         return per_entry.mean()
 
     def extra_repr(self) -> str:
@@ -197,9 +191,7 @@ class ROLE(Loss):
         cross = (gd * F.softplus(-logits) + (1 - gd) * F.softplus(logits)
                  + pd * F.softplus(-theta) + (1 - pd) * F.softplus(theta))  # fmt: skip
         positive = 0.5 * (F.softplus(-logits) + F.softplus(-theta)) + 0.5 * cross
-        s = _soft(targets, logits.dtype)
-        known = s * positive + (1 - s) * F.softplus(logits)
-        per_entry = torch.where(targets != 0, known, 0.5 * cross)
+        per_entry = by_entry_kind(targets, positive, F.softplus(logits), 0.5 * cross)
         reg = expected_positive_regularizer(p, self.expected)
         reg = 0.5 * (reg + expected_positive_regularizer(g, self.expected))
         return per_entry.mean() + reg
@@ -235,9 +227,7 @@ class EntropyMaximization(Loss):
         soft = self.soft_negatives[index].to(logits.dtype)  # (B, C), 0 where none
         unknown = torch.where(soft > 0, self.beta * (soft * pos + (1 - soft) * neg),
                               -self.alpha * entropy)  # fmt: skip
-        s = _soft(targets, logits.dtype)
-        known = s * pos + (1 - s) * neg
-        return torch.where(targets != 0, known, unknown).mean()
+        return by_entry_kind(targets, pos, neg, unknown).mean()
 
     @torch.no_grad()
     def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
