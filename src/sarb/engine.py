@@ -154,11 +154,11 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
         log.close()
     distributed.barrier()  # best.pt is written
     model.load_state_dict(run.load_best(device)["model"])
-    blends = {"ilrb", "plrb"} & set(method.augmentations)
-    before_blending = bool(blends) and 0 < best_epoch <= cfg.blend_start
+    blending = method.first_blending_epoch
+    before_blending = blending is not None and 0 < best_epoch <= blending
     if before_blending and not quiet:
         print(f"sarb: note: the selected epoch {best_epoch} comes before blending starts (epoch "
-              f"{cfg.blend_start + 1}): this model is the method without blending",
+              f"{blending + 1}): this model is the method without blending",
               file=sys.stderr)  # fmt: skip
     result = {
         **evaluate(model, loader("test", train=False), splits.test.labels, cfg, device),

@@ -43,6 +43,7 @@ class Augmentation(nn.Module):
     """The hooks of one augmentation; each default leaves the batch unchanged."""
 
     needs_images = False  #: mixes the images themselves: no cached feature maps
+    blends = False  #: adds blended branches from epoch ``self.start`` on
     needs_category_features = False  #: acts on (B, C, D) features: a csrl or kggr head
 
     def relabel(self, index: Tensor, targets: Tensor) -> Tensor:
@@ -168,6 +169,7 @@ class ILRB(Augmentation):
     ``1 - a`` and target ``1 - a`` (:func:`~sarb.methods.blending.ilrb`)."""
 
     needs_category_features = True
+    blends = True
 
     def __init__(self, cfg: Any, info: Any):
         super().__init__()
@@ -192,6 +194,7 @@ class PLRB(Augmentation):
     every ``proto_every`` epochs."""
 
     needs_category_features = True
+    blends = True
 
     def __init__(self, cfg: Any, info: Any):
         super().__init__()

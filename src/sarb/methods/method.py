@@ -41,7 +41,12 @@ class Method(nn.Module):
         self, x: Tensor, targets: Tensor, index: Tensor, epoch: int
     ) -> tuple[Tensor, Terms]:
         """The loss of a batch and its terms (detached). ``x``: images (B, 3, S, S) or cached
-        feature maps; ``targets`` (B, C) in {1, -1, 0}; ``index`` (B,) their dataset rows."""
+        feature maps; ``targets`` (B, C) in {1, -1, 0}; ``index`` (B,) their dataset rows.
+
+        SARB's objective (docs/method.md#blending) is this sum: the loss of the batch's own
+        features plus the loss of each blended copy (ILRB, PLRB: same images, blended category
+        features, soft targets ``1 - a`` / ``1 - b``), plus ``lambda`` x the contrastive loss.
+        """
         augs = list(self.augmentations.values())
         for a in augs:
             targets = a.relabel(index, targets)
@@ -57,7 +62,8 @@ class Method(nn.Module):
         for name, a in self.augmentations.items():
             if (blended := a.blend(z, targets, epoch)) is not None:
                 branches.append((f"bce_{name}", *blended))
-        logits = head.classify(torch.cat([b[1] for b in branches]))  # one pass for all branches
+        # one pass of GGNN + classifier for all branches (no copy when there is one)
+        logits = head.classify(z if len(branches) == 1 else torch.cat([b[1] for b in branches]))
         loss_epoch = epoch if self.loss.scheduled else 0
         terms = {  # the first branch is the batch itself: a loss with state may learn from it
             name: self.loss(lg, t, index, loss_epoch, primary=i == 0)
@@ -71,6 +77,12 @@ class Method(nn.Module):
                 terms[name] = value
                 loss = loss + a.penalty_weight * value
         return loss, {k: v.detach() for k, v in terms.items()}
+
+    @property
+    def first_blending_epoch(self) -> int | None:
+        """The 0-based epoch from which an augmentation adds blended branches (None: never)."""
+        starts = [a.start for a in self.augmentations.values() if a.blends]
+        return min(starts) if starts else None
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The optimiser's parameter groups: every trainable parameter at ``lr``, except the
