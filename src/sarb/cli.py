@@ -38,16 +38,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def _resume_config(args: argparse.Namespace):
     """The configuration a ``--resume RUN`` continues: the run's own ``config.yaml``; flags may
     extend it (``--epochs``) or change how it runs (device, workers, compile), nothing else."""
     import dataclasses
 
-    from sarb.config import RUNTIME_FIELDS, TrainConfig, absolute_paths, load_yaml, resolve_config
+    from sarb.config import (
+        RUNTIME_FIELDS,
+        TrainConfig,
+        absolute_paths,
+        flag,
+        load_yaml,
+        resolve_config,
+    )
     from sarb.runs import RunDir
 
     run = RunDir(args.resume)
@@ -64,7 +67,7 @@ def _resume_config(args: argparse.Namespace):
         old, new = getattr(before, f.name), getattr(after, f.name)
         if f.name not in ("epochs", "out", *RUNTIME_FIELDS) and old != new:
             raise SarbError(
-                f"--resume continues {run.path} as it was configured: --{_flag(f.name)} {new} "
+                f"--resume continues {run.path} as it was configured: --{flag(f.name)} {new} "
                 f"differs from its {RunDir.CONFIG} ({old}); start a new run with --out"
             )
     return dataclasses.replace(after, out=str(run.path))

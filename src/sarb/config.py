@@ -155,7 +155,7 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
-                raise SarbError(f"--{_flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
+                raise SarbError(f"--{flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
         check_known(self.known)
         if self.mask_protocol == SINGLE_POSITIVE and self.known != 1.0:
             raise SarbError(
@@ -172,7 +172,7 @@ class TrainConfig:
             "curriculum_every",
         ):
             if getattr(self, name) < 1:
-                raise SarbError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+                raise SarbError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
             raise SarbError(f"--threads must be >= 1, got {self.threads}")
         if self.curriculum_start < 0:
@@ -189,7 +189,7 @@ class TrainConfig:
             raise SarbError(f"--expected-positives must be > 0, got {self.expected_positives}")
         for name in ("asl_gamma_pos", "asl_gamma_neg", "focal_gamma", "focal_margin"):
             if getattr(self, name) < 0:
-                raise SarbError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+                raise SarbError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.role_lr_mult <= 0:
             raise SarbError(f"--role-lr-mult must be > 0, got {self.role_lr_mult}")
         if not 0.0 < self.splc_tau < 1.0:
@@ -208,7 +208,8 @@ class TrainConfig:
             raise SarbError(f"--asl-clip must be in [0, 1), got {self.asl_clip}")
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a TrainConfig field, without dashes: ``lr_step`` -> ``lr-step``."""
     return name.replace("_", "-")
 
 
@@ -249,7 +250,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = tp
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
-        group.add_argument(f"--{_flag(f.name)}", **kwargs)
+        group.add_argument(f"--{flag(f.name)}", **kwargs)
 
 
 def config_path(name: str) -> Path:

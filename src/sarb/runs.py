@@ -47,6 +47,8 @@ class RunDir:
     METRICS = "metrics.json"
     ERROR = "error.txt"
     TENSORBOARD = "tensorboard"
+    RUN_FILES = (METRICS, BEST, LAST, LAST_PREV, CONFIG, LOG)
+    """The files that make a directory hold a run."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -68,13 +70,11 @@ class RunDir:
 
     def existing_run(self) -> str | None:
         """The name of a run file this directory already holds (None: free for a new run)."""
-        names = (self.METRICS, self.BEST, self.LAST, self.LAST_PREV, self.CONFIG, self.LOG)
-        return next((name for name in names if (self / name).exists()), None)
+        return next((name for name in self.RUN_FILES if (self / name).exists()), None)
 
     def clear(self) -> None:
         """Remove the files of a previous run (the folder and anything else in it stay)."""
-        for name in (self.METRICS, self.BEST, self.LAST, self.LAST_PREV, self.CONFIG, self.LOG,
-                     self.ERROR):  # fmt: skip
+        for name in (*self.RUN_FILES, self.ERROR):
             (self / name).unlink(missing_ok=True)
         shutil.rmtree(self / self.TENSORBOARD, ignore_errors=True)
 

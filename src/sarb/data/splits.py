@@ -34,13 +34,13 @@ class Splits:
     def can_rank_epochs(self) -> bool:
         """Whether the validation labels can rank epochs: at least half of the classes have a
         defined AP. Otherwise a warning says so, and training keeps its last epoch."""
-        c = self.val.num_classes
-        if self.rankable_classes() * 2 >= c:
+        c, rankable = self.val.num_classes, self.rankable_classes()
+        if rankable * 2 >= c:
             return True
         positives = int((self.selection_labels == 1).sum())
         print(
             f"sarb: warning: the validation split ({len(self.val)} images, {positives} known "
-            f"positives) has a defined AP for only {self.rankable_classes()} of {c} classes: "
+            f"positives) has a defined AP for only {rankable} of {c} classes: "
             "too few to rank epochs; the last epoch is kept instead",
             file=sys.stderr,
         )
