@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from sarb.errors import SarbError
-from sarb.presets import PART_FIELDS, PRESETS
+from sarb.presets import upgrade_config
 
 FORMAT = 2
 
@@ -74,12 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def migrate(payload: dict[str, Any]) -> dict[str, Any]:
     """A format-1 checkpoint payload in format 2 (see the module docstring)."""
-    config = dict(payload["config"])
-    if isinstance(config.get("augment"), bool):  # sarb 0.1's random crop and flip
-        config["crop_flip"] = config.pop("augment")
-    method = config.get("method")
-    if method in PRESETS and not any(f in config for f in PART_FIELDS):
-        config.update(PRESETS.create(method).parts())
+    config = upgrade_config(payload["config"])
     model, augmentations = {}, {}
     for key, value in payload["model"].items():
         moved = next((new for old, new in _METHOD_KEYS if key == old), None)

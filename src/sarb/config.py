@@ -19,7 +19,7 @@ import yaml
 
 from sarb.data.partial import PROTOCOLS, SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
-from sarb.presets import DEFAULT_METHOD, apply_preset
+from sarb.presets import DEFAULT_METHOD, apply_preset, upgrade_config
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -298,15 +298,6 @@ def read_config_sections(
     return out, extra
 
 
-def legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
-    """Config values of sarb 0.1 in today's names: its ``augment: true|false`` (random crop and
-    flip) is ``crop_flip``; ``augment`` now names the method's augmentations."""
-    if isinstance(values.get("augment"), bool):
-        values = dict(values)
-        values["crop_flip"] = values.pop("augment")
-    return values
-
-
 RUNTIME_FIELDS = ("device", "workers", "threads", "compile", "overwrite")
 """Settings that do not change a run's result: a run may resume with others."""
 PROTOCOL_FIELDS = ("known", "mask_protocol")
@@ -344,7 +335,7 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
             print(f"sarb: note: the config's known: {dropped['known']} is for its dataset "
                   f"{from_file['dataset']}; no label of {dataset} is hidden (--known P hides "
                   "some)", file=sys.stderr)  # fmt: skip
-    values = apply_preset(legacy_keys(values))
+    values = apply_preset(upgrade_config(values))
     hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():
         tp = _base_type(hints[name])

@@ -124,6 +124,19 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     ) == set(split_augment(b["augment"]))
 
 
+def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values as sarb 0.1 wrote them, in today's keys (a new dict): its
+    ``augment: true|false`` (random crop and flip) is ``crop_flip``, and a preset ``method``
+    recorded without any part gets that preset's parts."""
+    values = dict(values)
+    if isinstance(values.get("augment"), bool):
+        values["crop_flip"] = values.pop("augment")
+    method = values.get("method")
+    if method in PRESETS and not any(values.get(f) is not None for f in PART_FIELDS):
+        values.update(PRESETS.create(method).parts())
+    return values
+
+
 def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
     """Fill ``method`` and every part field of a config's ``values`` (a copy is returned).
 

@@ -60,14 +60,13 @@ from sarb.config import (
     RUNTIME_FIELDS,
     TrainConfig,
     config_path,
-    legacy_keys,
     read_config_sections,
     resolve_config,
 )
 from sarb.data.partial import SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
 from sarb.methods import check_parts
-from sarb.presets import PART_FIELDS, PRESETS
+from sarb.presets import PRESETS, upgrade_config
 from sarb.report import Known, known_key
 from sarb.runs import RunDir
 
@@ -233,9 +232,7 @@ def config_differences(run: RunDir, cfg: TrainConfig) -> list[str] | None:
     saved = run.read_config()
     if saved is None:
         return None
-    saved = legacy_keys(saved)
-    if not any(f in saved for f in PART_FIELDS) and saved.get("method") in PRESETS:
-        saved = {**saved, **PRESETS.create(saved["method"]).parts()}  # written by sarb 0.1
+    saved = upgrade_config(saved)  # a run of sarb 0.1 is compared in today's keys
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
     diffs = []
     if cfg.amp is None:  # unset: the run recorded what its device resolved it to

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ class Source:
     test: LabelledImages
 
 
-Reader = Callable[[Any], Source]  # TrainConfig -> Source
 DATASETS: Registry[Source] = Registry("dataset", "--dataset")
 
 
