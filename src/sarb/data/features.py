@@ -65,7 +65,7 @@ def feature_maps(
         backbone(x.to(device)).half().cpu()
         for x, _, _ in tqdm(
             loader,
-            desc=f"caching {split} features".replace("  ", " "),
+            desc=f"caching {split} features" if split else "caching features",
             leave=False,
             file=sys.stderr,
         )
