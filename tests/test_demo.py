@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sarb.data import demo
+from sarb.data import demo, synthetic
 from sarb.data.demo import (
     DEMO_CLASSES,
     DEMO_VERSION,
@@ -53,7 +53,7 @@ def test_layout_and_manifests(small: Path) -> None:
     assert (small / "classes.txt").read_text().split() == DEMO_CLASSES
     readme = (small / "README.txt").read_text()
     assert DEMO_VERSION in readme and "seed 0" in readme
-    assert (small / demo.MARKER).is_file()
+    assert (small / synthetic.MARKER).is_file()
     for split, n in SMALL.items():
         header, paths, labels = _labels(small, split)
         assert header == ["image", *DEMO_CLASSES]
@@ -204,7 +204,7 @@ def test_ensure_demo_says_when_it_builds(
         built.append(root)
         root.mkdir(parents=True)
         params = demo._build_params(0, demo.DEFAULT_SIZES, 96)
-        (root / demo.MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
+        (root / synthetic.MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
         return root
 
     monkeypatch.setattr(demo, "build_demo", fake_build)

@@ -12,20 +12,29 @@ and renamed into place, so an interrupted build never looks finished.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sarb.data import synthetic
 from sarb.data.manifest import read_manifest
 from sarb.data.sources import DATASETS, Source, cache_root
+from sarb.data.synthetic import (
+    JPEG_QUALITY,
+    SPLIT_CODES,
+    SPLITS,
+    Grid,
+    background,
+    label_statistics,
+    local_luminance,
+    pairs_by_lift,
+    place,
+    read_labels,
+    write_manifest,
+)
 from sarb.errors import SarbError
 
 DEMO_VERSION = "v1"
@@ -42,13 +51,10 @@ DEMO_CLASSES: list[str] = [
     "nine",
 ]
 
-SPLITS = ("train", "val", "test")
 DEFAULT_SIZES: dict[str, int] = {"train": 3000, "val": 500, "test": 1000}
-MARKER = "COMPLETE"
 
 # Disjoint shares of the source digits (per class) used by each split.
 _POOL_FRACTIONS = {"train": 0.6, "val": 0.15, "test": 0.25}
-_SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 # Latent scene types: (name, prior probability, per-class preference weights).
 # Part of the dataset definition: changing them requires bumping DEMO_VERSION.
@@ -66,7 +72,6 @@ _SCENE_CLASS_P = _SCENE_CLASS_P / _SCENE_CLASS_P.sum(axis=1, keepdims=True)
 # Number of digits per scene, 1..5.
 _NUM_OBJECTS_P = np.array([0.04, 0.14, 0.30, 0.30, 0.22])
 
-_JPEG_QUALITY = 90
 _MAX_OVERLAP = 0.3  # largest fraction of a smaller digit box another digit box may cover
 
 
@@ -79,7 +84,7 @@ def demo_root(cache_dir: str | Path | None = None) -> Path:
 def ensure_demo(cache_dir: str | Path | None = None) -> Path:
     """The demo dataset's root, building it first (with a note on stderr) if it is missing."""
     root = demo_root(cache_dir)
-    if not _is_complete(root, _build_params(0, DEFAULT_SIZES, 96)):
+    if not synthetic.is_complete(root, _build_params(0, DEFAULT_SIZES, 96)):
         print(f"building the demo dataset in {root} ...", file=sys.stderr, flush=True)
     return build_demo(root)
 
@@ -96,28 +101,15 @@ def build_demo(
     test 1000). The build goes to a temporary sibling folder that is renamed to ``root``
     only once every file and the ``COMPLETE`` marker are written. Returns ``root``.
     """
-    root = Path(root)
-    sizes = _resolve_sizes(sizes)
+    sizes = synthetic.check_sizes(sizes, DEFAULT_SIZES, "demo")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SarbError(f"demo seed must be a non-negative integer, got {seed!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
         raise SarbError(f"demo image_size must be an integer >= 32, got {image_size!r}")
     params = _build_params(seed, sizes, image_size)
-    if _is_complete(root, params):
-        return root
-    tmp = root.parent / f".{root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-        _write_dataset(tmp, seed, sizes, image_size)
-        (tmp / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
-        _install(tmp, root, params)
-    except OSError as exc:
-        raise SarbError(f"{root}: cannot build the demo dataset ({exc})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return synthetic.build_once(
+        Path(root), params, lambda out: _write_dataset(out, seed, sizes, image_size), "demo"
+    )
 
 
 def demo_statistics(root: Path) -> dict:
@@ -129,52 +121,15 @@ def demo_statistics(root: Path) -> dict:
     (P(i, j) / (P(i) P(j)); > 1 means the pair appears together more than chance).
     """
     root = Path(root)
-    labels = {split: _read_manifest(root / f"{split}.csv") for split in SPLITS}
-    return _statistics(labels)
+    labels = {split: read_labels(root / f"{split}.csv", DEMO_CLASSES) for split in SPLITS}
+    return label_statistics(labels, DEMO_CLASSES)
 
 
 # ---------------------------------------------------------------------------- build helpers
 
 
-def _resolve_sizes(sizes: dict[str, int] | None) -> dict[str, int]:
-    out = dict(DEFAULT_SIZES)
-    for split, n in (sizes or {}).items():
-        if split not in DEFAULT_SIZES:
-            raise SarbError(f"demo sizes: unknown split {split!r} (expected one of {SPLITS})")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise SarbError(f"demo sizes: {split} must be a positive integer, got {n!r}")
-        out[split] = n
-    return out
-
-
 def _build_params(seed: int, sizes: dict[str, int], image_size: int) -> dict:
     return {"version": DEMO_VERSION, "seed": int(seed), "sizes": sizes, "image_size": image_size}
-
-
-def _is_complete(root: Path, params: dict) -> bool:
-    """True if ``root`` holds a finished build made with exactly ``params``."""
-    try:
-        return json.loads((root / MARKER).read_text()) == params
-    except (OSError, ValueError):
-        return False
-
-
-def _install(tmp: Path, root: Path, params: dict) -> None:
-    """Rename the finished ``tmp`` to ``root``, replacing a stale or partial ``root``."""
-    if root.exists() or root.is_symlink():
-        if _is_complete(root, params):  # another process finished first
-            return
-        trash = root.parent / f".{root.name}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(root, trash)
-        if trash.is_symlink():
-            trash.unlink()
-        else:
-            shutil.rmtree(trash, ignore_errors=True)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        if not _is_complete(root, params):  # fine only if a concurrent build got there first
-            raise
 
 
 def _write_dataset(out: Path, seed: int, sizes: dict[str, int], image_size: int) -> None:
@@ -195,20 +150,17 @@ def _write_dataset(out: Path, seed: int, sizes: dict[str, int], image_size: int)
         labels = np.full((sizes[split], len(DEMO_CLASSES)), -1, dtype=np.int8)
         rows = []
         for i in range(sizes[split]):
-            rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
+            rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
             img, present = _render_scene(rng, images, pool, grid)
             labels[i, present] = 1
             rel = f"images/{split}/{i:05d}.jpg"
-            img.save(out / rel, format="JPEG", quality=_JPEG_QUALITY)
+            img.save(out / rel, format="JPEG", quality=JPEG_QUALITY)
             rows.append([rel, *labels[i].tolist()])
-        with open(out / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["image", *DEMO_CLASSES])
-            writer.writerows(rows)
+        write_manifest(out / f"{split}.csv", DEMO_CLASSES, rows)
         labels_by_split[split] = labels
 
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in DEMO_CLASSES))
-    readme = _readme(seed, sizes, image_size, _statistics(labels_by_split))
+    readme = _readme(seed, sizes, image_size, label_statistics(labels_by_split, DEMO_CLASSES))
     (out / "README.txt").write_text(readme)
 
 
@@ -229,14 +181,12 @@ def _split_pools(targets: np.ndarray, seed: int) -> dict[str, list[np.ndarray]]:
 # -------------------------------------------------------------------------- scene rendering
 
 
-class _Grid:
-    """Pixel coordinate grids and size ranges for one image size (computed once)."""
+class _Grid(Grid):
+    """Pixel coordinate grids and digit size ranges for one image size (computed once)."""
 
     def __init__(self, size: int):
-        self.size = size
+        super().__init__(size)
         scale = size / 96.0
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
-        self.xs, self.ys = xs, ys
         self.min_digit = max(8, round(18 * scale))
         # Largest digit side for scenes of 1..5 digits, so that crowded scenes still fit.
         self.max_digit = [max(self.min_digit + 1, round(s * scale)) for s in (44, 44, 40, 34, 30)]
@@ -244,7 +194,6 @@ class _Grid:
         self.fragment = (max(4, round(7 * scale)), max(5, round(14 * scale)))
 
 
-_LUMA = np.array([0.299, 0.587, 0.114])
 # Contrast stretch of an upscaled mask: thins the blurry bilinear strokes so they read as strokes.
 _SHARPEN = [min(255, max(0, int((v - 80) * 2.5))) for v in range(256)]
 
@@ -252,47 +201,12 @@ _SHARPEN = [min(255, max(0, int((v - 80) * 2.5))) for v in range(256)]
 def _random_colour(rng: np.random.Generator, away_from: float, min_diff: float) -> tuple:
     """A random RGB colour whose luminance differs from ``away_from`` by >= ``min_diff``."""
     cand = rng.integers(0, 256, size=(24, 3))
-    lum = cand @ _LUMA
+    lum = cand @ synthetic.LUMA
     ok = np.flatnonzero(np.abs(lum - away_from) >= min_diff)
     if len(ok):
         return tuple(int(v) for v in cand[ok[0]])
     v = 0 if away_from > 127 else 255
     return (v, v, v)
-
-
-def _background(rng: np.random.Generator, grid: _Grid) -> np.ndarray:
-    """A gradient / radial / striped / blotchy background with colour and pixel noise."""
-    size = grid.size
-    c1 = rng.integers(0, 256, size=3).astype(np.float32)
-    c2 = np.clip(c1 + rng.normal(0, 90, size=3), 0, 255).astype(np.float32)
-    kind = rng.integers(4)
-    if kind == 0:  # linear gradient
-        a = rng.uniform(0, 2 * np.pi)
-        t = grid.xs * np.cos(a) + grid.ys * np.sin(a)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-    elif kind == 1:  # radial gradient
-        cx, cy = rng.uniform(0, 1, size=2)
-        t = np.sqrt((grid.xs - cx) ** 2 + (grid.ys - cy) ** 2)
-        t = t / max(float(t.max()), 1e-6)
-    elif kind == 2:  # soft stripes
-        a = rng.uniform(0, np.pi)
-        freq = rng.uniform(6, 30)
-        t = 0.5 + 0.5 * np.sin(
-            freq * (grid.xs * np.cos(a) + grid.ys * np.sin(a)) + rng.uniform(0, 2 * np.pi)
-        )
-        t = t * rng.uniform(0.3, 1.0)
-    else:  # blotches: low-frequency noise
-        cells = int(rng.integers(3, 8))
-        low = (rng.random((cells, cells)) * 255).astype(np.uint8)
-        t = np.asarray(Image.fromarray(low).resize((size, size), Image.BICUBIC), np.float32) / 255
-    bg = c1 + t[..., None] * (c2 - c1)
-    # Low-frequency colour noise plus fine pixel noise.
-    cells = int(rng.integers(2, 6))
-    low = rng.integers(0, 256, size=(cells, cells, 3), dtype=np.uint8)
-    low = np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR), np.float32)
-    bg += (low - 127.5) * rng.uniform(0.0, 0.25)
-    bg += rng.normal(0.0, rng.uniform(2.0, 14.0), size=bg.shape).astype(np.float32)
-    return np.clip(bg, 0, 255).astype(np.uint8)
 
 
 def _digit_mask(rng: np.random.Generator, digit: np.ndarray, side: int) -> Image.Image:
@@ -306,30 +220,6 @@ def _digit_mask(rng: np.random.Generator, digit: np.ndarray, side: int) -> Image
     mask = mask.point(_SHARPEN)
     bbox = mask.getbbox()
     return mask.crop(bbox) if bbox else mask
-
-
-def _place(
-    rng: np.random.Generator, w: int, h: int, size: int, boxes: list[tuple[int, int, int, int]]
-) -> tuple[int, int] | None:
-    """A top-left corner for a w x h box overlapping no earlier box by > _MAX_OVERLAP."""
-    for _ in range(40):
-        x = int(rng.integers(0, max(1, size - w + 1)))
-        y = int(rng.integers(0, max(1, size - h + 1)))
-        ok = True
-        for bx, by, bw, bh in boxes:
-            iw = min(x + w, bx + bw) - max(x, bx)
-            ih = min(y + h, by + bh) - max(y, by)
-            if iw > 0 and ih > 0 and iw * ih > _MAX_OVERLAP * min(w * h, bw * bh):
-                ok = False
-                break
-        if ok:
-            return x, y
-    return None
-
-
-def _local_luminance(bg: np.ndarray, x: int, y: int, w: int, h: int) -> float:
-    patch = bg[y : y + h, x : x + w]
-    return float(patch.reshape(-1, 3).mean(axis=0) @ _LUMA) if patch.size else 127.5
 
 
 def _draw_clutter(
@@ -348,7 +238,7 @@ def _draw_clutter(
     for _ in range(count):
         kind = 0 if thin_only else int(rng.choice(4, p=[0.3, 0.25, 0.2, 0.25]))
         x, y = (int(v) for v in rng.integers(0, size, size=2))
-        colour = _random_colour(rng, _local_luminance(bg, x - 6, y - 6, 12, 12), 50)
+        colour = _random_colour(rng, local_luminance(bg, x - 6, y - 6, 12, 12), 50)
         if kind == 0:  # random polyline stroke
             pts = [(x, y)]
             for _ in range(int(rng.integers(1, 4))):
@@ -393,7 +283,7 @@ def _render_scene(
     n = int(rng.choice(len(_NUM_OBJECTS_P), p=_NUM_OBJECTS_P)) + 1
     classes = rng.choice(len(DEMO_CLASSES), size=n, p=_SCENE_CLASS_P[scene])
 
-    bg = _background(rng, grid)
+    bg = background(rng, grid)
     canvas = Image.fromarray(bg)
     _draw_clutter(rng, canvas, bg, images, pool, grid, int(rng.integers(2, 7)))
 
@@ -405,14 +295,14 @@ def _render_scene(
         while True:
             mask = _digit_mask(rng, src, side)
             w, h = mask.size
-            xy = _place(rng, w, h, size, boxes)
+            xy = place(rng, w, h, size, boxes, _MAX_OVERLAP)
             if xy is not None or side <= grid.min_digit:
                 break
             side = max(grid.min_digit, int(side * 0.85))
         if xy is None:  # no room left (never for the first digit): drop it and its label
             continue
         x, y = xy
-        colour = _random_colour(rng, _local_luminance(bg, x, y, w, h), 80)
+        colour = _random_colour(rng, local_luminance(bg, x, y, w, h), 80)
         canvas.paste(colour, (x, y), mask)
         boxes.append((x, y, w, h))
         present.append(c)
@@ -424,53 +314,6 @@ def _render_scene(
 # ------------------------------------------------------------------------------- statistics
 
 
-def _read_manifest(path: Path) -> np.ndarray:
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read demo manifest ({exc})") from None
-    if not rows or rows[0] != ["image", *DEMO_CLASSES]:
-        raise SarbError(f"{path}:1: not a demo manifest (unexpected header)")
-    try:
-        return np.array([[int(v) for v in row[1:]] for row in rows[1:]], dtype=np.int8).reshape(
-            -1, len(DEMO_CLASSES)
-        )
-    except ValueError as exc:
-        raise SarbError(f"{path}: malformed demo manifest ({exc})") from None
-
-
-def _statistics(labels: dict[str, np.ndarray]) -> dict:
-    allpos = np.concatenate([labels[s] for s in SPLITS]) == 1
-    n = max(len(allpos), 1)
-    co = allpos.T.astype(np.int64) @ allpos.astype(np.int64)
-    freq = np.diag(co) / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lift = np.where(np.outer(freq, freq) > 0, (co / n) / np.outer(freq, freq), 0.0)
-    mean_pos = {
-        s: float((labels[s] == 1).sum(axis=1).mean()) if len(labels[s]) else 0.0 for s in SPLITS
-    }
-    mean_pos["all"] = float(allpos.sum(axis=1).mean()) if len(allpos) else 0.0
-    return {
-        "classes": list(DEMO_CLASSES),
-        "num_images": {**{s: len(labels[s]) for s in SPLITS}, "all": len(allpos)},
-        "mean_positives": mean_pos,
-        "class_frequency": {name: float(f) for name, f in zip(DEMO_CLASSES, freq, strict=True)},
-        "cooccurrence": co.tolist(),
-        "lift": lift.round(4).tolist(),
-    }
-
-
-def _pairs_by_lift(stats: dict) -> list[tuple[float, str, str, int]]:
-    names, lift, co = stats["classes"], stats["lift"], stats["cooccurrence"]
-    pairs = [
-        (lift[i][j], names[i], names[j], co[i][j])
-        for i in range(len(names))
-        for j in range(i + 1, len(names))
-    ]
-    return sorted(pairs, key=lambda p: (-p[0], p[1], p[2]))
-
-
 def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> str:
     lines = [
         f"sarb demo dataset, generator version {DEMO_VERSION}, seed {seed}",
@@ -480,7 +323,7 @@ def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> s
         "("
         + " / ".join(f"{s} {_POOL_FRACTIONS[s]:.0%}" for s in SPLITS)
         + "), so test scenes use digits never seen in training.",
-        f"Each scene is a {image_size}x{image_size} RGB JPEG (quality {_JPEG_QUALITY}):",
+        f"Each scene is a {image_size}x{image_size} RGB JPEG (quality {JPEG_QUALITY}):",
         "1-5 coloured digits (bilinearly upscaled, squeezed, rotated up to 18 degrees, partial",
         "overlap only) on gradient / radial / striped / blotchy backgrounds with colour and pixel",
         "noise, among distractors that are not digits (strokes, arcs, blobs, small corner pieces",
@@ -506,7 +349,7 @@ def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> s
     ]
     for name in DEMO_CLASSES:
         lines.append(f"    {name:6s} {stats['class_frequency'][name]:.3f}")
-    pairs = _pairs_by_lift(stats)
+    pairs = pairs_by_lift(stats)
     lines.append("  co-occurrence lift P(a,b)/(P(a)P(b)), strongest pairs:")
     lines += [f"    {a}+{b}: {lift:.2f} ({n} images)" for lift, a, b, n in pairs[:5]]
     lines.append("  weakest pairs:")
