@@ -117,15 +117,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_masks(args: argparse.Namespace) -> int:
-    from sarb.data.csvio import read_matrix, write_matrix
+    from sarb.data.encodings import read_labels, write_labels
     from sarb.data.partial import SINGLE_POSITIVE, mask_labels
 
     if args.known is None and args.protocol != SINGLE_POSITIVE:
         raise SarbError(f"--known is required with --protocol {args.protocol}")
-    full = read_matrix(args.labels, allowed={1, -1}, integer=True, what="labels")
+    full = read_labels(args.labels, args.encoding, complete=True)
     known = 1.0 if args.known is None else args.known
     partial = mask_labels(full, known, seed=args.seed, protocol=args.protocol)
-    write_matrix(args.out, partial)
+    write_labels(args.out, partial, args.encoding)
     kept = (partial != 0).mean()
     empty = int((partial == 0).all(axis=1).sum()) if partial.ndim == 2 else 0
     print(
@@ -341,7 +341,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 def _cmd_labels(args: argparse.Namespace) -> int:
     from sarb.config import resolve_config
-    from sarb.data.csvio import write_matrix
+    from sarb.data.encodings import write_labels
     from sarb.data.sources import read_dataset
 
     cfg = resolve_config(args)
@@ -350,14 +350,15 @@ def _cmd_labels(args: argparse.Namespace) -> int:
         raise SarbError(
             f"--dataset {cfg.dataset} has no {args.split} split (training carves one from train)"
         )
-    write_matrix(args.out, data.labels)
+    write_labels(args.out, data.labels, args.encoding)
     if args.names:
         try:
             Path(args.names).write_text("".join(f"{n}\n" for n in data.class_names))
         except OSError as exc:
             raise SarbError(f"{args.names}: cannot write ({exc.strerror or exc})") from None
     print(
-        f"{args.out}: {len(data)} x {data.num_classes} labels of {cfg.dataset} {args.split}",
+        f"{args.out}: {len(data)} x {data.num_classes} labels of {cfg.dataset} {args.split}"
+        f" ({args.encoding} encoding)",
         file=sys.stderr,
     )
     return 0
@@ -402,6 +403,19 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
             parser._add_action(action)
 
 
+def _add_encoding_argument(parser: argparse.ArgumentParser, of: str) -> None:
+    """``--encoding``: how a label file writes positive / negative / unknown."""
+    from sarb.data.encodings import DEFAULT_ENCODING, ENCODINGS
+
+    parser.add_argument(
+        "--encoding",
+        choices=tuple(ENCODINGS),
+        default=DEFAULT_ENCODING,
+        help=f"label values {of}: sarb 1/-1/0 unknown (default), dualcoop 1/0/-1 unknown,"
+        " mlcpl 1/0/nan unknown",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sarb.config import add_config_arguments
 
@@ -426,12 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         "masks", help="hide labels as the paper does (docs/method.md#partial-labels)"
     )
     p.add_argument(
-        "--labels", required=True, help="FULL.csv: no header, N rows of C values in {1,-1}"
+        "--labels", required=True, help="FULL.csv: no header, N rows of C positives or negatives"
     )
     p.add_argument(
         "--known", type=float, help="fraction of labels kept, in (0, 1] (not with single-positive)"
     )
-    p.add_argument("--out", required=True, help="PARTIAL.csv: same shape, values in {1,-1,0}")
+    p.add_argument("--out", required=True, help="PARTIAL.csv: same shape, unknowns added")
+    _add_encoding_argument(p, "of FULL.csv and PARTIAL.csv")
     p.add_argument("--seed", type=int, default=0, help="0 reproduces the paper's masks")
     p.add_argument(
         "--protocol",
@@ -523,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="LABELS.csv: no header, rows in dataset order")
     p.add_argument("--names", help="also write the class names here, one per line")
+    _add_encoding_argument(p, "of LABELS.csv")
     p.set_defaults(func=_cmd_labels)
 
     p = sub.add_parser("data", help="download the paper's datasets; build VG-200")

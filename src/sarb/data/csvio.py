@@ -27,6 +27,11 @@ _ROW = re.compile(
     rf"[{_SPACE}]*{_NUMBER.pattern}[{_SPACE}]*(?:,[{_SPACE}]*{_NUMBER.pattern}[{_SPACE}]*)*",
     re.ASCII,
 )
+# With ``missing=True`` a cell may also be "nan" (any case) or empty: a missing value.
+_NAN = re.compile(r"nan", re.ASCII | re.IGNORECASE)
+_CELL_OR_MISSING = rf"[{_SPACE}]*(?:{_NUMBER.pattern}|[nN][aA][nN])?[{_SPACE}]*"
+_ROW_MISSING = re.compile(rf"{_CELL_OR_MISSING}(?:,{_CELL_OR_MISSING})*", re.ASCII)
+_EMPTY_CELL = re.compile(rf"(?<![^,])[{_SPACE}]*(?![^,])")  # a cell that holds only spaces
 
 
 def read_bytes(path: Path, what: str) -> bytes:
@@ -60,9 +65,13 @@ def _format_allowed(allowed: set[int]) -> str:
     return ", ".join(str(v) for v in sorted(allowed))
 
 
-def _parse_cell(path: Path, line_no: int, col: int, cell: str, integer: bool) -> float | int:
+def _parse_cell(
+    path: Path, line_no: int, col: int, cell: str, integer: bool, missing: bool
+) -> float | int:
     """One cell of the line-by-line (error-finding) parser."""
     cell = cell.strip(_SPACE)
+    if missing and (not cell or _NAN.fullmatch(cell)):
+        return math.nan
     where = f"{path}:{line_no}: column {col}"
     if not cell:
         raise SarbError(f"{where}: empty value")
@@ -86,29 +95,39 @@ def _parse_cell(path: Path, line_no: int, col: int, cell: str, integer: bool) ->
 
 
 def _parse_slowly(
-    path: Path, rows: list[tuple[int, str]], integer: bool, allowed: set[int] | None, what: str
+    path: Path,
+    rows: list[tuple[int, str]],
+    integer: bool,
+    allowed: set[int] | None,
+    what: str,
+    missing: bool = False,
 ) -> np.ndarray:
     """Parse cell by cell and raise on the first bad value (rows have equal widths)."""
     values = []
     for line_no, line in rows:
         cells = line.split(",")
-        row = [_parse_cell(path, line_no, col, cell, integer) for col, cell in enumerate(cells, 1)]
+        row = [
+            _parse_cell(path, line_no, col, cell, integer, missing)
+            for col, cell in enumerate(cells, 1)
+        ]
         if allowed is not None:
             for col, value in enumerate(row, 1):
-                if value not in allowed:
+                if value not in allowed and not math.isnan(value):
                     raise SarbError(
                         f"{path}:{line_no}: column {col}: value {cells[col - 1].strip(_SPACE)!r}"
                         f" is not one of {_format_allowed(allowed)} (allowed in the {what})"
                     )
         values.append(row)
-    return np.array(values, dtype=np.int64 if integer else np.float64)
+    return np.array(values, dtype=np.int64 if integer and not missing else np.float64)
 
 
-def _parse_fast(rows: list[tuple[int, str]], width: int) -> np.ndarray | None:
+def _parse_fast(rows: list[tuple[int, str]], width: int, missing: bool) -> np.ndarray | None:
     """numpy's C parser, or None if it rejects the text (the slow path then finds why)."""
-    if not all(_ROW.fullmatch(line) for _, line in rows):
+    grammar = _ROW_MISSING if missing else _ROW
+    if not all(grammar.fullmatch(line) for _, line in rows):
         return None  # something the strict cell parser rejects
-    text = "\n".join(line for _, line in rows)
+    lines = (_EMPTY_CELL.sub("nan", line) if missing else line for _, line in rows)
+    text = "\n".join(lines)
     try:
         out = np.loadtxt(io.StringIO(text), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
     except (ValueError, OverflowError):
@@ -118,10 +137,11 @@ def _parse_fast(rows: list[tuple[int, str]], width: int) -> np.ndarray | None:
     return out
 
 
-def _first_bad_row(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+def _first_bad_row(rows: list[tuple[int, str]], missing: bool) -> list[tuple[int, str]]:
     """The first row the strict grammar rejects (the slow parser raises on it), else all rows."""
+    grammar = _ROW_MISSING if missing else _ROW
     for row in rows:
-        if not _ROW.fullmatch(row[1]):
+        if not grammar.fullmatch(row[1]):
             return [row]
     return rows
 
@@ -131,11 +151,15 @@ def read_matrix(
     allowed: set[int] | None = None,
     integer: bool = False,
     what: str = "matrix",
+    missing: bool = False,
 ) -> np.ndarray:
     """Read an N x C headerless, comma-separated numeric matrix.
 
     Returns int64 if ``integer`` else float64. ``allowed`` restricts the values (e.g.
     ``{-1, 0, 1}`` for labels, ``{0, 1}`` for masks). Blank lines at the end are ignored.
+    ``missing``: a cell may be ``nan`` (any case) or empty, read as NaN (the unknown label of
+    some label files); the result is then float64, ``integer`` and ``allowed`` apply to the
+    other cells.
     Every problem (missing file, bad encoding, empty file, ragged row, non-numeric,
     non-finite or non-integer value, value not allowed) is a SarbError naming the line.
     ``what`` names the file's role in messages ("score matrix", "label matrix", ...).
@@ -160,21 +184,23 @@ def read_matrix(
             )
         rows.append((line_no, line))
 
-    fast = _parse_fast(rows, width)
+    fast = _parse_fast(rows, width, missing)
     if fast is None:
-        return _parse_slowly(path, _first_bad_row(rows), integer, allowed, what)
+        return _parse_slowly(path, _first_bad_row(rows, missing), integer, allowed, what, missing)
 
+    unknown = np.isnan(fast) if missing else np.zeros(fast.shape, dtype=bool)
     bad = ~np.isfinite(fast)
     if integer:
         bad |= (fast != np.round(fast)) | (np.abs(fast) > _MAX_EXACT_INT)
     if allowed is not None:
         bad |= ~np.isin(fast, np.array(sorted(allowed), dtype=np.float64))
+    bad &= ~unknown
     if bad.any():
         # The slow parser raises on the first offending row with the exact message.
         first = int(np.argwhere(bad)[0, 0])
-        _parse_slowly(path, [rows[first]], integer, allowed, what)
-        return _parse_slowly(path, rows, integer, allowed, what)  # defensive; not reached
-    if integer:
+        _parse_slowly(path, [rows[first]], integer, allowed, what, missing)
+        return _parse_slowly(path, rows, integer, allowed, what, missing)  # defensive; not reached
+    if integer and not missing:
         return fast.astype(np.int64)
     return fast
 
