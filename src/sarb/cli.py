@@ -104,13 +104,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nDemo test split, {cfg.known:.0%} known training labels ({cfg.ap} AP, percent):")
     print(format_metrics(rows))
     from sarb.data.demo import demo_root
+    from sarb.data.example import write_example
 
     last = Path(args.out) / method
-    images = demo_root(cfg.cache_dir) / "images" / "test"
+    example = write_example(demo_root(cfg.cache_dir), Path(args.out) / "example").as_posix()
     print(
-        f"\nrun directories: {', '.join(str(Path(args.out) / m) for m in rows)}\nnext:\n"
+        f"\nrun directories: {', '.join(str(Path(args.out) / m) for m in rows)}\n"
+        f"an example of your own data (images, CSV manifests): {example}\nnext:\n"
         f"  sarb eval --checkpoint {last}\n"
-        f"  sarb predict --checkpoint {last} {images} --out predictions.csv",
+        f"  sarb predict --checkpoint {last} {example}/photos --out predictions.csv\n"
+        f"  sarb train --dataset manifest --train {example}/train.csv --val {example}/val.csv"
+        f" --test {example}/test.csv --config demo --out runs/mine",
         file=sys.stderr,
     )
     return 0
