@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e '.[test,effnet,glove]'
+	$(BIN)/python -m pip install --quiet -e '.[test,effnet,glove,timm,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,6 +10,9 @@ makes them) to its last feature map before pooling, ``(B, out_channels, H / stri
 ResNets, the optional packaged file for EfficientNet-Lite0); a missing ResNet file is downloaded
 with torchvision's weights API; offline, a one-line error says how to provide it. A run never
 trains from random weights it did not ask for (``--weights random``).
+
+``timm/NAME`` (any timm model with feature maps, the optional ``timm`` extra) is a
+:class:`TimmBackbone`: timm builds it as a feature extractor, with timm's own pretrained weights.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from sarb.registry import Registry
 
 TRAINABLE = ("paper", "all", "none")
 EFFNET_MISSING = "efficientnet_lite0 needs the optional packages: pip install 'sarb[effnet]'"
+TIMM_PREFIX = "timm/"
+TIMM_MISSING = "timm/ backbones need the optional package timm: pip install 'sarb[timm]'"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -252,6 +257,36 @@ class CNN3(Backbone):
         return self.block3(self.block2(self.block1(images)))
 
 
+class TimmBackbone(Backbone):
+    """A timm model cut at one of its feature levels: ``timm/NAME`` (its last level, usually
+    stride 32) or ``timm/NAME@STRIDE`` (its last level at that stride, e.g. ``@16``).
+
+    timm builds it with ``features_only`` (its intermediate-feature API, which also prunes the
+    layers after the chosen level), so any timm model with feature maps fits. Images arrive
+    ImageNet-normalised; a model trained with another mean/std (its ``pretrained_cfg``) gets them
+    converted internally by a fixed per-channel affine map. ``trainable="paper"`` trains the last
+    stage only, like ResNet's layer4: every layer up to and including the previous feature level
+    is frozen.
+    """
+
+    def __init__(self, net: nn.Module, level: int):
+        info = net.feature_info.info
+        super().__init__(out_channels=info[level]["num_chs"], stride=info[level]["reduction"])
+        self.net = net
+        if level > 0:
+            self.paper_frozen = _modules_through(self, "net.model." + info[level - 1]["module"])
+        cfg = net.pretrained_cfg
+        mean = torch.tensor(cfg.get("mean", _IMAGENET_MEAN)).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.get("std", _IMAGENET_STD)).view(1, 3, 1, 1)
+        ours_mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        ours_std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("_in_scale", ours_std / std, persistent=False)
+        self.register_buffer("_in_shift", (ours_mean - mean) / std, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images * self._in_scale + self._in_shift)[-1]
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
@@ -275,11 +310,28 @@ def create_backbone(
     torchvision's weights API; offline, a one-line error saying how to provide them),
     ``None`` / ``"random"`` (random init), or a path to a state dict (``.pt``/``.pth`` via
     ``torch.load(weights_only=True)``, or ``.safetensors``). ``trainable``: ``"paper"`` (the
-    paper's), ``"all"`` or ``"none"``.
+    paper's), ``"all"`` or ``"none"``. ``timm/NAME[@STRIDE]`` is any timm model
+    (:func:`create_timm_backbone`).
     """
-    entry = BACKBONES.get(name)
     if trainable not in TRAINABLE:
         raise SarbError(f"unknown trainable {trainable!r}: use one of {', '.join(TRAINABLE)}")
+    if name.startswith(TIMM_PREFIX):
+        model = create_timm_backbone(name, weights)
+    else:
+        model = _create_registered(name, weights)
+    model._registry_name = name
+    model.set_trainable(trainable)
+    return model
+
+
+def _create_registered(name: str, weights: str | os.PathLike[str] | None) -> Backbone:
+    """A backbone of :data:`BACKBONES` with its initial weights."""
+    if name not in BACKBONES:
+        raise SarbError(
+            f"--backbone {name!r}: unknown backbone; choose from {BACKBONES.choices}, or "
+            f"{TIMM_PREFIX}NAME for a timm model"
+        )
+    entry = BACKBONES.get(name)
     model = entry.build()
     model._registry_name = name
     if weights is None or weights == "random":
@@ -290,7 +342,69 @@ def create_backbone(
         path = Path(os.fspath(weights)).expanduser()
         model.load_weights(read_state_dict(path), str(path))
         model._set_weights_tag("file")
-    model.set_trainable(trainable)
+    return model
+
+
+def create_timm_backbone(name: str, weights: str | os.PathLike[str] | None) -> TimmBackbone:
+    """``timm/NAME[@STRIDE]`` built by timm as a feature extractor, with its initial weights.
+
+    ``weights``: ``"auto"`` / ``"imagenet"`` (timm's own pretrained weights of the model, from
+    its cache or downloaded by timm; offline, a one-line error), ``None`` / ``"random"``, or a
+    timm checkpoint file of that model (loaded by timm, classifier keys dropped).
+    """
+    try:
+        import timm
+    except ImportError:
+        raise SarbError(TIMM_MISSING) from None
+    arch, _, stride = name[len(TIMM_PREFIX) :].partition("@")
+    kwargs: dict[str, object] = {"features_only": True, "feature_cls": "getter"}
+    try:
+        with torch.device("meta"):  # only its feature levels and pretrained config are read
+            probe = timm.create_model(arch, **kwargs)
+    except Exception as exc:  # unknown name, no feature maps, bad arguments...
+        raise SarbError(
+            f"--backbone {name!r}: timm cannot build it as a feature extractor "
+            f"({_first_line(exc)}); see timm.list_models()"
+        ) from None
+    levels = probe.feature_info.info
+    strides = [int(level["reduction"]) for level in levels]
+    if stride and (not stride.isdigit() or int(stride) not in strides):
+        raise SarbError(
+            f"--backbone {name!r}: stride {stride!r} is not one of {arch}'s feature levels "
+            f"({', '.join(map(str, sorted(set(strides))))})"
+        )
+    level = max(i for i, s in enumerate(strides) if not stride or s == int(stride))
+    cfg = probe.pretrained_cfg
+    tag = ".".join(filter(None, (cfg.get("architecture"), cfg.get("tag"))))
+    kwargs["out_indices"] = (levels[level].get("index", level),)
+    path = None
+    if weights is None or weights == "random":
+        kwargs["pretrained"], source = False, "random"
+    elif weights in ("auto", "imagenet"):
+        if not any(cfg.get(key) for key in ("hf_hub_id", "url", "file")):
+            raise SarbError(
+                f"timm has no pretrained weights for {arch}: pass --weights PATH or "
+                "--weights random"
+            )
+        kwargs["pretrained"], source = True, tag
+    else:
+        path = Path(os.fspath(weights)).expanduser()
+        if not path.is_file():
+            raise SarbError(f"{path}: weights file not found")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        source = "file"
+    try:
+        net = timm.create_model(arch, **kwargs)
+    except Exception as exc:  # offline, a corrupt or foreign file, a hash mismatch...
+        reason = " ".join(_first_line(exc).split()).split(". ")[0][:160]
+        if path is not None:
+            raise SarbError(f"{path}: not timm weights of {arch} ({reason})") from None
+        raise SarbError(
+            f"no pretrained weights for {name}: timm could not load {tag} ({reason}); pass "
+            "--weights PATH or --weights random"
+        ) from None
+    model = TimmBackbone(net, level)
+    model._set_weights_tag(source, None if source in ("random", "file") else source)
     return model
 
 
@@ -427,6 +541,21 @@ def state_fingerprint(module: nn.Module) -> str:
         h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:12]
+
+
+def _modules_through(root: nn.Module, path: str) -> tuple[str, ...]:
+    """The submodules of ``root`` that run up to and including ``path`` (a dotted name): at each
+    level of the path, the earlier siblings and, at the end, the module itself (registration
+    order is the order of the forward pass in the feature extractors this is used for)."""
+    names: list[str] = []
+    module, prefix = root, ""
+    for part in path.split("."):
+        children = [name for name, _ in module.named_children()]
+        if part not in children:
+            raise SarbError(f"no module {path!r} in the {type(root).__name__} to freeze")
+        names += [prefix + name for name in children[: children.index(part)]]
+        module, prefix = module.get_submodule(part), f"{prefix}{part}."
+    return (*names, path)
 
 
 def _block_stride(block: nn.Module) -> int:
