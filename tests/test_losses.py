@@ -124,7 +124,7 @@ def test_contrastive_hand_case():
     targets = torch.tensor([[1.0, -1.0], [1.0, -1.0], [-1.0, 0.0], [0.0, 0.0]])
     # pairs: c0 (0,1) pos-pos cos 1 -> 0; (0,2) cos 0 -> 1; (1,2) cos 0 -> 1;
     #        c1 (0,1) neg-neg cos -1 -> 1 + (-1) = 0.   4 pairs, total 2.
-    loss = contrastive_loss(features.requires_grad_(), targets)
+    loss = contrastive_loss(features.requires_grad_(), targets, negatives="all")
     assert loss.item() == pytest.approx(0.5, abs=1e-6)
     loss.backward()
     assert torch.all(features.grad[3] == 0)  # image 3 has no known label
@@ -146,23 +146,40 @@ def test_contrastive_without_pairs_is_zero_with_graph():
     assert torch.isfinite(features.grad).all() and torch.all(features.grad == 0)
 
 
-def test_sampled_negatives_keep_positives_hardest_and_twice_as_many_random() -> None:
-    from sarb.losses import _sample_negative_pairs
+def test_reference_pairs_keep_positives_2p_random_and_p_hardest_of_each_negative_kind() -> None:
+    from sarb.losses import contrastive_pair_counts
 
     torch.manual_seed(0)
-    b = 6
-    cos = torch.rand(2, b, b)
-    cos[0, 2, 5] = 0.99  # the hardest negative pair of class 0
-    upper = torch.ones(b, b, dtype=torch.bool).triu(1)
-    pairs = upper.expand(2, b, b).clone()
-    positive = torch.zeros(2, b, b, dtype=torch.bool)
-    positive[0, 0, 1] = True  # class 0: one positive pair; class 1: none
-    chosen = _sample_negative_pairs(cos, pairs, positive)
-    assert chosen[0, 0, 1] and chosen[0, 2, 5]
-    assert int(chosen[0].sum()) == 1 + 1 + 2  # positives + P hardest + 2P random
-    assert not chosen[1].any()  # no positive pair: no negative either
-    assert not (chosen & ~pairs).any()
-    features = torch.randn(b, 2, 4)
-    targets = torch.tensor([[1, -1], [1, -1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
-    loss = contrastive_loss(features, targets.float(), negatives="sampled")
-    assert torch.isfinite(loss)
+    b = 8
+    # class 0: images 0-1 positive (P = 1 over the batch), 2-7 negative; class 1: all negative
+    targets = torch.full((b, 2), -1.0)
+    targets[:2, 0] = 1.0
+    cos = torch.rand(2, b, b) * 0.5
+    cos[0, 0, 5] = 0.9  # the hardest positive-negative pair
+    cos[1, 3, 4] = 0.95  # the hardest negative-negative pair
+    for _ in range(5):  # the random part changes, the rule does not
+        count = contrastive_pair_counts(cos, targets, "reference")
+        assert count[0, 0, 1] == 1  # the positive pair
+        pos_neg = count[0, :2, 2:]  # (2, 6): one of the two images positive
+        neg_neg = torch.cat([count[0, 2:, 2:].flatten(), count[1].flatten()])
+        assert pos_neg.sum() == 3 and neg_neg.sum() == 3  # 2P random + P hardest each
+        assert count[0, 0, 5] >= 1 and count[1, 3, 4] >= 1  # the hardest are always kept
+        assert count.tril().sum() == 0  # pairs n < m only
+
+
+def test_reference_pairs_small_sets_whole_and_no_positive_pair_means_all() -> None:
+    from sarb.losses import contrastive_pair_counts
+
+    targets = torch.tensor([[1.0], [1.0], [-1.0]])  # P = 1; pos-neg set of 2; no neg-neg
+    cos = torch.tensor([[[0.0, 0.1, 0.5], [0.0, 0.0, 0.2], [0.0, 0.0, 0.0]]])
+    count = contrastive_pair_counts(cos, targets, "reference")
+    # both pos-neg pairs (a set of at most 2P is kept whole) and the hardest once more
+    assert count.tolist() == [[[0.0, 1.0, 2.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]]
+    no_pos = torch.tensor([[1.0, -1.0], [-1.0, -1.0], [-1.0, 0.0]])  # no class has 2 positives
+    cos = torch.rand(2, 3, 3)
+    assert torch.equal(
+        contrastive_pair_counts(cos, no_pos, "reference"),
+        contrastive_pair_counts(cos, no_pos, "all"),
+    )
+    features = torch.randn(3, 2, 4)
+    assert contrastive_loss(features, no_pos) == contrastive_loss(features, no_pos, "all")

@@ -245,3 +245,21 @@ def test_preset_and_its_parts_build_the_same_method() -> None:
     assert torch.equal(loss_a, loss_b)
     assert terms_a.keys() == terms_b.keys()
     assert all(torch.equal(terms_a[k], terms_b[k]) for k in terms_a)
+
+
+def test_contrastive_weight_ramps_over_the_first_epoch_only() -> None:
+    method = _method("sarb")
+    targets = torch.tensor([[1, -1, -1, 1], [1, 1, -1, -1], [-1, 1, 1, -1]], dtype=torch.float32)
+    fmap = torch.randn(3, D_IN, 3, 3)
+    losses = {}
+    for epoch, fraction in [(0, 0.0), (0, 0.5), (1, 0.0)]:
+        method.on_step(epoch, fraction)
+        loss, terms = _step(method, fmap, targets, epoch)
+        bce = sum(v for k, v in terms.items() if k.startswith("bce"))
+        losses[epoch, fraction] = (loss - bce).item() / terms["contrastive"].item()
+    assert losses[0, 0.0] == 0.0
+    assert losses[0, 0.5] == pytest.approx(0.025)  # lambda = 0.05, half-way through epoch 0
+    assert losses[1, 0.0] == pytest.approx(0.05)
+    steady = _method("sarb", contrastive_warmup=False)
+    steady.on_step(0, 0.0)
+    assert float(steady.augmentations["contrastive"].penalty_scale()) == pytest.approx(0.05)

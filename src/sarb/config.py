@@ -46,6 +46,9 @@ class TrainConfig:
         "VOC objects marked difficult: negative (reference) or ignore (standard VOC)",
         ("negative", "ignore"),
     )
+    nuswide_unlabelled: str = _opt(
+        "drop", "NUS-WIDE images with none of the 81 concepts: drop or keep", ("drop", "keep")
+    )
     val_fraction: float = _opt(0.1, "fraction of the training set held out when --val is not given")
     known: float = _opt(1.0, "fraction of training labels kept (the paper's masks); 1 keeps all")
     mask_protocol: str = _opt(
@@ -99,9 +102,13 @@ class TrainConfig:
     num_prototypes: int = _opt(10, "K-means centres per class (K)")
     contrastive_weight: float = _opt(0.05, "weight of the contrastive loss (lambda)")
     contrastive_negatives: str = _opt(
-        "all",
-        "pairs of the contrastive loss: all (the paper's text) or sampled (like the authors' code)",
-        ("all", "sampled"),
+        "reference",
+        "pairs of the contrastive loss: reference (the authors' code: all positive pairs, 3P of"
+        " each negative kind) or all (every pair, the paper's text)",
+        ("reference", "all"),
+    )
+    contrastive_warmup: bool = _opt(
+        True, "ramp the contrastive weight from 0 to lambda over the first epoch (authors' code)"
     )
     # baselines (docs/method.md#compared-systems-and-published-numbers)
     curriculum_start: int = _opt(1, "curriculum labelling: epoch (0-based) of the first round")
@@ -235,7 +242,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         help="YAML file whose keys mirror these flags, or a packaged config: demo, quick, paper, "
-        "paper_coco, paper_voc, paper_vg200",
+        "paper_coco, paper_voc, paper_vg200, paper_nuswide",
     )
     group: Any = parser
     for f in dataclasses.fields(TrainConfig):

@@ -90,57 +90,72 @@ def partial_bce_durand(logits: Tensor, targets: Tensor) -> Tensor:
     return per_image.mean()
 
 
-def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "all") -> Tensor:
-    """Class-wise contrastive loss on category-specific features (SARB, Pu et al. AAAI 2022, §5).
+CONTRASTIVE_PAIRS = ("reference", "all")
+
+
+def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "reference") -> Tensor:
+    """Class-wise contrastive loss on category-specific features (SARB, Pu et al. AAAI 2022).
 
     For each class c and each unordered pair of images n < m whose labels of c are both known:
-    ``1 - cos(x^n_c, x^m_c)`` if both are positive, ``1 + cos(x^n_c, x^m_c)`` otherwise.
-    Averaged over all the pairs used (across classes); 0 (connected to ``features``) if none.
+    ``1 - cos(x^n_c, x^m_c)`` if both are positive, ``1 + cos(x^n_c, x^m_c)`` otherwise. The
+    loss is the mean over the terms kept; 0 (connected to ``features``) if none.
 
-    ``negatives="all"`` uses every such pair (the paper's text). ``"sampled"`` approximates the
-    authors' code: per class, with P positive pairs, only the P hardest other pairs (highest
-    cosine) and 2P random ones count, so that the many pairs of two negatives do not swamp the
-    positives.
+    ``negatives`` says which of the other (positive-negative, negative-negative) terms count:
 
-    features: (B, C, D); targets: (B, C). Returns a scalar.
+    - ``"reference"`` (the authors' code, which produced the published numbers): with P the
+      number of positive-positive terms of the whole batch (all classes), each of the
+      positive-negative and the negative-negative sets keeps 2P terms drawn at random (without
+      replacement; a set of at most 2P terms is kept whole) plus its P hardest (largest
+      ``1 + cos``), so a term can count twice. With P = 0 every term counts.
+    - ``"all"``: every known pair (the paper's text). Negative-negative terms then dominate, and
+      ``1 + cos`` cannot be small for all pairs of negatives at once.
+
+    features: (B, C, D); targets: (B, C). Returns a scalar. Never waits for the device.
     """
-    b = features.shape[0]
     x = F.normalize(features, dim=-1)  # (B, C, D), unit vectors
     cos = torch.einsum("ncd,mcd->cnm", x, x)  # (C, B, B)
-    known_mask = (targets != 0).T  # (C, B)
     pos = (targets > 0).T  # (C, B)
-    upper = torch.ones(b, b, dtype=torch.bool, device=features.device).triu(diagonal=1)  # (B, B)
-    pairs = known_mask[:, :, None] & known_mask[:, None, :] & upper  # (C, B, B), n < m, both known
     both_pos = pos[:, :, None] & pos[:, None, :]  # (C, B, B)
     per_pair = torch.where(both_pos, 1.0 - cos, 1.0 + cos)  # (C, B, B)
-    if negatives == "sampled":
-        pairs = _sample_negative_pairs(cos.detach(), pairs, both_pos & pairs)
-    elif negatives != "all":
-        raise ValueError(f"negatives must be 'all' or 'sampled', got {negatives!r}")
-    n_pairs = pairs.sum().clamp(min=1).to(cos.dtype)  # no host sync; 0 / 1 = 0 when no pair
-    return torch.where(pairs, per_pair, torch.zeros_like(per_pair)).sum() / n_pairs
+    count = contrastive_pair_counts(cos.detach(), targets, negatives)  # (C, B, B)
+    total = count.sum().clamp(min=1)  # 0 / 1 = 0 when no pair
+    return torch.where(count > 0, per_pair * count, torch.zeros_like(per_pair)).sum() / total
 
 
-def _sample_negative_pairs(cos: Tensor, pairs: Tensor, positive: Tensor) -> Tensor:
-    """Keep, per class, the positive pairs, the P hardest other pairs and 2P random others.
+def contrastive_pair_counts(cos: Tensor, targets: Tensor, negatives: str) -> Tensor:
+    """How often each term of :func:`contrastive_loss` counts: (C, B, B) floats, nonzero only for
+    pairs n < m with both labels known. ``cos`` (C, B, B): the terms' cosines (for hardness);
+    targets: (B, C)."""
+    if negatives not in CONTRASTIVE_PAIRS:
+        raise ValueError(f"negatives must be one of {CONTRASTIVE_PAIRS}, got {negatives!r}")
+    b = targets.shape[0]
+    known_mask = (targets != 0).T  # (C, B)
+    pos = (targets > 0).T  # (C, B)
+    upper = torch.ones(b, b, dtype=torch.bool, device=cos.device).triu(diagonal=1)  # (B, B)
+    pairs = known_mask[:, :, None] & known_mask[:, None, :] & upper  # (C, B, B), n < m, both known
+    if negatives == "all":
+        return pairs.to(cos.dtype)
+    either_pos = pos[:, :, None] | pos[:, None, :]  # (C, B, B)
+    both_pos = pairs & pos[:, :, None] & pos[:, None, :]
+    p = both_pos.sum()  # 0-d, stays on the device
+    hardness = cos.flatten()
+    count = both_pos.flatten().to(cos.dtype)
+    for negative_set in (
+        (pairs & either_pos & ~both_pos).flatten(),
+        (pairs & ~either_pos).flatten(),
+    ):
+        hard = _top_k(hardness, negative_set, p)
+        random = _top_k(torch.rand_like(hardness), negative_set, 2 * p)
+        count = count + hard.to(cos.dtype) + random.to(cos.dtype)
+    return torch.where(p > 0, count.view_as(cos), pairs.to(cos.dtype))
 
-    cos, pairs, positive: (C, B, B); P = the class's number of positive pairs. Vectorised over
-    classes by ranking each class's candidates (hardness, then a random key).
-    """
-    c = cos.shape[0]
-    neg = (pairs & ~positive).reshape(c, -1)  # (C, B*B) candidate negative pairs
-    n_pos = positive.reshape(c, -1).sum(1, keepdim=True)  # (C, 1)
 
-    def first(scores: Tensor, mask: Tensor, k: Tensor) -> Tensor:
-        """mask of the k highest ``scores`` among ``mask`` entries, per row."""
-        order = torch.where(mask, scores, -torch.inf).argsort(dim=1, descending=True)
-        rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1],
-                                                device=order.device).expand_as(order))  # fmt: skip
-        return mask & (rank < k)
-
-    hard = first(cos.reshape(c, -1), neg, n_pos)  # (C, B*B)
-    rand = first(torch.rand_like(cos).reshape(c, -1), neg & ~hard, 2 * n_pos)
-    return positive | (hard | rand).reshape_as(pairs)
+def _top_k(scores: Tensor, mask: Tensor, k: Tensor) -> Tensor:
+    """Bool mask of the ``k`` (0-d tensor) highest ``scores`` (N,) among the ``mask`` entries."""
+    order = torch.where(mask, scores, -torch.inf).argsort(descending=True)  # (N,)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    return mask & (rank < k)
 
 
 def assume_negative_bce(logits: Tensor, targets: Tensor, normalize: str = "batch") -> Tensor:

@@ -126,9 +126,12 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
     """Config values as sarb 0.1 wrote them, in today's keys (a new dict): its
-    ``augment: true|false`` (random crop and flip) is ``crop_flip``, and a preset ``method``
-    recorded without any part gets that preset's parts."""
+    ``augment: true|false`` (random crop and flip) is ``crop_flip``, a preset ``method``
+    recorded without any part gets that preset's parts, and its ``contrastive_negatives:
+    sampled`` (an approximation of the authors' sampling) is their exact scheme, ``reference``."""
     values = dict(values)
+    if values.get("contrastive_negatives") == "sampled":
+        values["contrastive_negatives"] = "reference"
     if isinstance(values.get("augment"), bool):
         values["crop_flip"] = values.pop("augment")
     method = values.get("method")

@@ -3,4 +3,4 @@
 Importing the package registers every dataset reader (``--dataset``), in this order.
 """
 
-from sarb.data import demo, manifest, coco, voc, vg  # noqa: F401, I001  (readers register themselves)
+from sarb.data import demo, glyphs, manifest, coco, voc, vg, nuswide  # noqa: F401, I001  (readers register themselves)

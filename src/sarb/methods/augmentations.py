@@ -61,8 +61,15 @@ class Augmentation(nn.Module):
         return None
 
     def penalty(self, z: Tensor, targets: Tensor) -> Tensor | None:
-        """A loss term on the features, added with weight ``self.penalty_weight``."""
+        """A loss term on the features, added with weight :meth:`penalty_scale`."""
         return None
+
+    def penalty_scale(self) -> Tensor | float:
+        """The weight of :meth:`penalty`'s term in the loss."""
+        return 0.0
+
+    def on_step(self, epoch: int, fraction: float) -> None:
+        """Before each training step; ``fraction`` of the epoch's steps are done (0 first)."""
 
     def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
         """Before each training epoch (prototypes, pseudo-labels)."""
@@ -262,19 +269,31 @@ class PLRB(Augmentation):
 @AUGMENTATIONS.register("contrastive", reference="Pu et al., AAAI 2022")
 class Contrastive(Augmentation):
     """SARB's class-wise contrastive loss on the features, weight ``contrastive_weight``
-    (:func:`~sarb.losses.contrastive_loss`)."""
+    (:func:`~sarb.losses.contrastive_loss`). With ``contrastive_warmup`` (the authors' code) the
+    weight ramps linearly from 0 over the steps of the first epoch."""
 
     needs_category_features = True
 
     def __init__(self, cfg: Any, info: Any):
         super().__init__()
-        self.penalty_weight = cfg.contrastive_weight
+        self.weight, self.warmup = cfg.contrastive_weight, cfg.contrastive_warmup
         self.negatives = cfg.contrastive_negatives
+        # a tensor, so that a compiled step reads the ramp instead of recompiling for each value
+        self.register_buffer("ramp", torch.ones(()), persistent=False)
+
+    def on_step(self, epoch: int, fraction: float) -> None:
+        self.ramp.fill_(fraction if self.warmup and epoch == 0 else 1.0)
 
     def penalty(self, z: Tensor, targets: Tensor) -> Tensor | None:
-        if self.penalty_weight <= 0:
+        if self.weight <= 0:
             return None
         return contrastive_loss(z, targets, self.negatives)
+
+    def penalty_scale(self) -> Tensor:
+        return self.weight * self.ramp
+
+    def logged_values(self) -> dict[str, float]:
+        return {"contrastive_scale": float(self.penalty_scale())}
 
 
 __all__ = ["AUGMENTATIONS", "Augmentation", "FeatureBatches"]

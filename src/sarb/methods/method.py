@@ -76,7 +76,7 @@ class Method(nn.Module):
         for name, a in self.augmentations.items():
             if (value := a.penalty(z, targets)) is not None:
                 terms[name] = value
-                loss = loss + a.penalty_weight * value
+                loss = loss + a.penalty_scale() * value
         return loss, {k: v.detach() for k, v in terms.items()}
 
     @property
@@ -102,6 +102,11 @@ class Method(nn.Module):
         for a in self.augmentations.values():
             a.on_epoch_start(epoch, self.model.head, train_batches)
         self.loss.on_epoch_start(epoch, self.model.head, train_batches)
+
+    def on_step(self, epoch: int, fraction: float) -> None:
+        """Before each training step, ``fraction`` of the epoch done (the contrastive warm-up)."""
+        for a in self.augmentations.values():
+            a.on_step(epoch, fraction)
 
     def logged_values(self) -> dict[str, float]:
         """Scalars worth logging once per epoch (e.g. SARB's blend weights a and b)."""
