@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -13,20 +14,26 @@ from sarb.errors import SarbError
 Content = bytes | str | Callable[[BinaryIO], None]
 
 
+TEMP_SUFFIX = ".tmp"
+"""Temporary files of :func:`atomic_write` are ``.<name>.<random>.tmp`` beside the target."""
+
+
 def atomic_write(path: str | os.PathLike, content: Content, fsync: bool = True) -> Path:
     """Write ``content`` to ``path`` through a temporary file in the same folder, then rename.
 
     ``content``: bytes, text (UTF-8), or a function that writes into the open binary file
     (``torch.save``, ``np.savez``, ``fig.savefig``). A reader sees the old file or the new one,
-    never half of one; a crash leaves no partial file at ``path``. ``fsync`` makes the new
+    never half of one; a failure (a full disk included: ``torch.save`` reports it as a
+    RuntimeError) leaves no partial file at ``path`` and no temporary file. Concurrent writers
+    of one path each use their own temporary file; the last rename wins. ``fsync`` makes the new
     content durable before the rename (checkpoints); caches and reports may skip it. The parent
-    folder is created. Any OS error is a one-line SarbError naming ``path``.
+    folder is created. An OS or write error is a one-line SarbError naming ``path``.
     """
     path = Path(path)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             if isinstance(content, str):
                 f.write(content.encode("utf-8"))
@@ -38,8 +45,49 @@ def atomic_write(path: str | os.PathLike, content: Content, fsync: bool = True) 
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
+        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except RuntimeError as exc:  # torch.save's report of a failed write (a full disk)
+        raise SarbError(f"{path}: cannot write ({first_line(exc)})") from None
+    finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise SarbError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+def writable_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, created if needed, once a test file could be written in it: a cache or
+    output folder that cannot take files fails up front, not after the work that fills it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SarbError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+    return folder
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters (its type when
+    the message is empty): enough to say what failed, without a library's whole report."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def remove_stale_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` leaves when its process is killed
+    (``kill -9``, a power cut) in ``folder``, unchanged for ``older_than_s`` seconds; returns
+    them. With 0, the caller must know that nobody else writes there (a locked run directory);
+    a shared cache waits for its writers to be long gone."""
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if now - tmp.stat().st_mtime >= older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone already, or not ours to delete
+            continue
+    return removed

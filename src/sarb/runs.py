@@ -8,7 +8,9 @@
   TensorBoard is installed);
 - ``last.pt`` (+ ``last.prev.pt``, the one before): the training state, for an exact resume;
 - ``best.pt``: the epoch with the best validation mAP; ``metrics.json``: its test metrics;
-- ``error.txt``: the traceback of a failed sweep cell.
+- ``error.txt``: the traceback of a failed sweep cell;
+- ``.lock``: held (``flock``) by the run that writes here, so that a second run into the same
+  directory is refused; the kernel releases it when its process ends, however it ends.
 
 Every file is written atomically (:func:`sarb.files.atomic_write`); checkpoints are read with
 ``torch.load(weights_only=True)``, so loading one never runs code.
@@ -16,12 +18,17 @@ Every file is written atomically (:func:`sarb.files.atomic_write`); checkpoints 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import json
 import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,7 @@ from torch import nn
 from sarb.checkpoint import FORMAT, load_checkpoint
 from sarb.config import TrainConfig, config_yaml
 from sarb.errors import SarbError
-from sarb.files import atomic_write
+from sarb.files import atomic_write, remove_stale_temps
 from sarb.runtime import rng_state, set_rng_state
 
 
@@ -47,6 +54,7 @@ class RunDir:
     METRICS = "metrics.json"
     ERROR = "error.txt"
     TENSORBOARD = "tensorboard"
+    LOCK = ".lock"
     RUN_FILES = (METRICS, BEST, LAST, LAST_PREV, CONFIG, LOG)
     """The files that make a directory hold a run."""
 
@@ -66,6 +74,43 @@ class RunDir:
         out = cfg.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}")
         return cls(out), dataclasses.replace(cfg, out=str(Path(out).resolve()))
 
+    # ------------------------------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory for this process while the block runs: a second run into it (or
+        a ``--resume`` of it) is refused with one line. The lock is the kernel's (``flock`` on
+        ``.lock``), so it ends with its process, even after ``kill -9``: a dead run never
+        leaves a stale lock. Once held, temporary files that a killed run left are removed."""
+        self._mkdir()
+        try:
+            fd = os.open(self / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SarbError(f"{self / self.LOCK}: cannot write ({exc.strerror})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise SarbError(f"{self / self.LOCK}: cannot lock ({exc.strerror})") from None
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+                raise SarbError(f"{self.path}: in use by another sarb run ({holder}); wait for "
+                                "it to end, or choose another --out") from None  # fmt: skip
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            remove_stale_temps(self.path)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _mkdir(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SarbError(
+                f"{self.path}: cannot write the run directory ({exc.strerror})"
+            ) from None
+
     # ---------------------------------------------------------------------------------- config
 
     def existing_run(self) -> str | None:
@@ -80,12 +125,7 @@ class RunDir:
 
     def create(self, cfg: TrainConfig) -> None:
         """Make the folder and write ``config.yaml``."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SarbError(
-                f"{self.path}: cannot write the run directory ({exc.strerror})"
-            ) from None
+        self._mkdir()
         atomic_write(self / self.CONFIG, config_yaml(cfg))
 
     def read_config(self) -> dict[str, Any] | None:
