@@ -13,6 +13,7 @@ and commands that read what a skipped command writes. Exits 1 if an example fail
     python scripts/readme_commands.py --list           # the plan: what runs, what is skipped
     OMP_NUM_THREADS=1 python scripts/readme_commands.py --workdir /tmp/readme
     python scripts/readme_commands.py --skip-long      # not the multi-run reproductions
+    python scripts/readme_commands.py --only 'make demo|sweep'   # some examples only
 
 ``--source worktree`` copies this working tree (tracked and untracked files that git does not
 ignore) instead of cloning the committed HEAD.
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="SARB_CACHE_DIR for the examples (default: as set)")
     parser.add_argument("--skip-long", action="store_true", help="not the multi-run loops")
     parser.add_argument("--timeout", type=float, help="seconds per example")
+    parser.add_argument(
+        "--only", metavar="REGEX", help="run only the examples that match (e.g. 'make demo|sweep')"
+    )
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -296,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     print_plan(examples, "README.md")
     env = environment(clone, args.cache_dir)
     runs = [e for e in examples if e.kind != "data" and e.skip is None]
+    if args.only:
+        runs = [e for e in runs if re.search(args.only, e.text)]
     print(f"\nrunning in {clone} (logs: {logs})", flush=True)
     failed: list[tuple[Example, Path]] = []
     for n, ex in enumerate(runs, 1):
@@ -309,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             tail = log.read_text(errors="replace").splitlines()[-15:]
             print("\n".join(f"      | {t}" for t in tail), flush=True)
     skipped = sum(e.kind != "data" and e.skip is not None for e in examples)
+    unselected = sum(e.kind != "data" and e.skip is None for e in examples) - len(runs)
     print(f"\n{len(runs)} ran, {len(runs) - len(failed)} passed, {len(failed)} failed;"
-          f" {skipped} skipped (listed above)")  # fmt: skip
+          f" {skipped} skipped (listed above)"
+          + (f"; {unselected} not selected by --only" if unselected else ""))  # fmt: skip
     for ex, log in failed:
         print(f"  failed: README.md:{ex.line} {_short(ex.one_line, 70)} (log: {log})")
     return 1 if failed else 0
