@@ -393,7 +393,8 @@ def _cmd_data_build_vg200(args: argparse.Namespace) -> int:
 
 # The `sarb train` flags that pick and read a dataset, shared by `sarb labels`.
 DATASET_FLAGS = ("config", "dataset", "train", "val", "test", "root", "annotations", "images",
-                 "test_annotations", "test_images", "voc_difficult", "cache_dir")  # fmt: skip
+                 "test_annotations", "test_images", "voc_difficult", "nuswide_unlabelled",
+                 "cache_dir")  # fmt: skip
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -548,7 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="download the paper's datasets; build VG-200")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     d = data_sub.add_parser("download", help="fetch and extract the official archives")
-    d.add_argument("name", choices=("coco2014", "voc2007", "vg"), help="dataset")
+    d.add_argument(
+        "name",
+        choices=("coco2014", "voc2007", "vg", "nuswide"),
+        help="dataset (nuswide: says what to fetch by hand, and checks it)",
+    )
     d.add_argument("--root", required=True, help="folder to download and extract into")
     d.add_argument("--no-verify", action="store_true", help="skip the MD5 checks")
     d.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")

@@ -1,5 +1,8 @@
 """``sarb data download coco2014|voc2007|vg --root DIR``: fetch and extract the official archives.
 
+(``nuswide``: its images are given out on request; the command says what to fetch by hand and
+where to put it, and checks the folder once it is there.)
+
 Downloads stream with urllib into ``<file>.part`` (a tqdm bar on stderr) and resume with an HTTP
 ``Range`` request when rerun; a finished file is checked against its size and MD5 where a
 published value is known, renamed into place, then extracted into ``DIR`` with zipfile/tarfile
@@ -104,8 +107,14 @@ def download_dataset(
 
     Raises a one-line SarbError (which names the URLs to fetch by hand) without network.
     """
+    if name == "nuswide":  # given out on request: nothing to download, the files are checked
+        from sarb.data.nuswide import check_download
+
+        return check_download(root)
     if name not in ARCHIVES:
-        raise SarbError(f"unknown dataset {name!r} to download: choose from {', '.join(ARCHIVES)}")
+        raise SarbError(
+            f"unknown dataset {name!r} to download: choose from {', '.join(ARCHIVES)}, nuswide"
+        )
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
