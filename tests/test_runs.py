@@ -106,3 +106,26 @@ def test_a_checkpoint_of_an_unknown_format_is_one_line(sarb_run, tmp_path) -> No
     torch.save({**payload, "format": 7}, path)
     with pytest.raises(SarbError, match=r"future\.pt: checkpoint format 7 is not one this sarb"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_classifier_dim_loads_with_its_2d_wide_classifier(
+    sarb_run, tmp_path
+) -> None:
+    payload = load_checkpoint(sarb_run / RunDir.BEST)
+    d = payload["config"]["feat_dim"]
+    assert payload["config"]["classifier_dim"] is None  # today: o_c has feat_dim channels
+    state = dict(payload["model"])
+    assert state["head.classifier.fc.weight"].shape == (d, 2 * d)
+    # the same function with o_c of 2D channels whose extra half the classifiers ignore
+    fc_w, fc_b = state["head.classifier.fc.weight"], state["head.classifier.fc.bias"]
+    state["head.classifier.fc.weight"] = torch.cat([fc_w, torch.randn_like(fc_w)])
+    state["head.classifier.fc.bias"] = torch.cat([fc_b, torch.randn_like(fc_b)])
+    per_class = state["head.classifier.per_class.weight"]
+    state["head.classifier.per_class.weight"] = torch.cat([per_class, 0 * per_class], dim=1)
+    config = {k: v for k, v in payload["config"].items() if k != "classifier_dim"}
+    old = tmp_path / "old.pt"
+    torch.save({**payload, "model": state, "config": config}, old)
+    assert load_checkpoint(old)["config"]["classifier_dim"] == 2 * d
+    images = torch.randn(3, 3, 32, 32)
+    expected = load_model(sarb_run.path, device="cpu").predict(images)
+    np.testing.assert_allclose(load_model(old, device="cpu").predict(images), expected, atol=1e-6)

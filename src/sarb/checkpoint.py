@@ -21,6 +21,9 @@ follows the old parameter order):
 - ``augment: true|false`` (random crop and flip) -> ``crop_flip``;
 - ``class_embeddings`` (fixed or learned) is inferred as sarb 0.1 did: ``--embeddings learned``,
   or ``auto`` with other than GloVe's 50 columns, were learned; the rest fixed.
+
+A config without ``classifier_dim`` (any checkpoint written before it existed) had a csrl head
+whose ``o_c`` has ``2 x feat_dim`` channels; it is loaded so.
 """
 
 from __future__ import annotations
@@ -66,9 +69,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise SarbError(f"{path}: not a sarb checkpoint (its model or config is not a mapping)")
     version = payload.get("format", 1)
     if version == 1:
-        return migrate(payload)
-    if version != FORMAT:
+        payload = migrate(payload)
+    elif version != FORMAT:
         raise SarbError(f"{path}: checkpoint format {version!r} is not one this sarb reads")
+    if "classifier_dim" not in payload["config"]:  # written before the setting existed
+        feat_dim = payload["config"].get("feat_dim", 1024)
+        if isinstance(feat_dim, int):
+            payload["config"] = {**payload["config"], "classifier_dim": 2 * feat_dim}
     return payload
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any
 import yaml
 
 from sarb.data.partial import PROTOCOLS, SINGLE_POSITIVE, check_known
-from sarb.errors import SarbError
+from sarb.errors import SarbError, quote
+from sarb.files import first_line
 from sarb.presets import DEFAULT_METHOD, apply_preset, upgrade_config
 
 
@@ -85,6 +88,9 @@ class TrainConfig:
     feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL")
     neck_pool: int = _opt(2, "average-pool factor of the neck (2: 14x14 -> 7x7 at 448)")
     hidden_dim: int = _opt(512, "hidden size of semantic decoupling's attention")
+    classifier_dim: int | None = _opt(
+        None, "channels of the csrl head's o_c before the per-class classifiers (default feat_dim)"
+    )
     # optimisation
     epochs: int = _opt(20, "training epochs")
     batch_size: int = _opt(16, "images per step")
@@ -162,28 +168,28 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
-                raise SarbError(f"--{flag(f.name)}: {value!r} is not one of {', '.join(choices)}")
+                raise SarbError(
+                    f"--{flag(f.name)}: {quote(value)} is not one of {', '.join(choices)}"
+                )
         check_known(self.known)
         if self.mask_protocol == SINGLE_POSITIVE and self.known != 1.0:
             raise SarbError(
                 f"--known {self.known} does not apply to --mask-protocol {SINGLE_POSITIVE}"
             )
-        for name in (
-            "epochs",
-            "batch_size",
-            "image_size",
-            "lr_step",
-            "feat_dim",
-            "neck_pool",
-            "hidden_dim",
-            "curriculum_every",
-        ):
-            if getattr(self, name) < 1:
-                raise SarbError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise SarbError(f"--threads must be >= 1, got {self.threads}")
-        if self.curriculum_start < 0:
-            raise SarbError(f"--curriculum-start must be >= 0, got {self.curriculum_start}")
+        for f in dataclasses.fields(self):  # NaN passes every comparison below
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SarbError(f"--{flag(f.name)} must be a finite number, got {value}")
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise SarbError(f"--{flag(name)} must be in [{low}, {high}], got {value}")
+        if self.lr <= 0:
+            raise SarbError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.contrastive_weight < 0:
+            raise SarbError("--weight-decay and --contrastive-weight must be >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise SarbError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 < self.curriculum_fraction <= 1.0:
             raise SarbError(
                 f"--curriculum-fraction must be in (0, 1], got {self.curriculum_fraction}"
@@ -201,18 +207,29 @@ class TrainConfig:
             raise SarbError(f"--role-lr-mult must be > 0, got {self.role_lr_mult}")
         if not 0.0 < self.splc_tau < 1.0:
             raise SarbError(f"--splc-tau must be in (0, 1), got {self.splc_tau}")
-        if self.splc_start < 0:
-            raise SarbError(f"--splc-start must be >= 0, got {self.splc_start}")
         if not 0.0 <= self.ll_delta <= 100.0:
             raise SarbError(f"--ll-delta must be a percentage in [0, 100], got {self.ll_delta}")
         if self.em_alpha < 0 or self.apl_beta < 0:
             raise SarbError("--em-alpha and --apl-beta must be >= 0")
         if not 0.0 <= self.apl_proportion <= 1.0:
             raise SarbError(f"--apl-proportion must be in [0, 1], got {self.apl_proportion}")
-        if self.apl_start < 0:
-            raise SarbError(f"--apl-start must be >= 0, got {self.apl_start}")
         if not 0.0 <= self.asl_clip < 1.0:
             raise SarbError(f"--asl-clip must be in [0, 1), got {self.asl_clip}")
+
+
+BIG = 10**9
+INT_RANGES = {
+    "epochs": (1, 100_000), "batch_size": (1, 65_536), "image_size": (8, 2048),
+    "lr_step": (1, BIG), "feat_dim": (1, 16_384), "neck_pool": (1, 64),
+    "hidden_dim": (1, 16_384), "classifier_dim": (1, 16_384), "num_prototypes": (1, 1000),
+    "blend_start": (0, BIG),
+    "proto_every": (1, BIG), "curriculum_start": (0, BIG), "curriculum_every": (1, BIG),
+    "splc_start": (0, BIG), "apl_start": (0, BIG), "mask_seed": (0, 2**32 - 1),
+    "seed": (0, 2**32 - 1), "workers": (0, 1024), "threads": (1, 4096),
+    "max_steps": (1, 2**62),
+}  # fmt: skip
+"""Bounds of the integer settings: a size that would allocate without limit (a checkpoint's
+``image_size: 60000``) is refused as a flag is."""
 
 
 def flag(name: str) -> str:
@@ -280,18 +297,62 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return read_config_sections(path, ())[0]
 
 
+YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_ALIASES = 1 << 20, 64, 64
+"""Bounds of a YAML file that sarb reads: a config needs none of them."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing more than YAML_MAX_ALIASES aliases (a billion-laughs bomb)
+    and nesting deeper than YAML_MAX_DEPTH (the composer recurses: a RecursionError)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > YAML_MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {YAML_MAX_ALIASES} aliases")
+        self.depth += 1
+        try:
+            if self.depth > YAML_MAX_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {YAML_MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read_yaml(path: str | Path, what: str = "YAML file") -> Any:
+    """The content of a YAML file, parsed within bounds (at most 1 MiB of UTF-8, 64 levels, 64
+    aliases): a hostile file is one line naming it, not an exhausted memory or stack."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(YAML_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SarbError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise SarbError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > YAML_MAX_BYTES:
+        raise SarbError(f"{path}: larger than {YAML_MAX_BYTES >> 20} MiB; not a {what}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SarbError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise SarbError(f"{path}: invalid YAML ({first_line(exc)})") from None
+
+
 def read_config_sections(
     path: str | Path, sections: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A config file's TrainConfig keys, and the raw values of the named extra ``sections``
     (e.g. ``sweep:``), which are removed before the keys are checked."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise SarbError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise SarbError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "config file") or {}
     if not isinstance(raw, dict):
         raise SarbError(f"{path}: a config file must be a mapping of flag names to values")
     extra = {name: raw.pop(name) for name in sections if name in raw}
@@ -300,7 +361,7 @@ def read_config_sections(
     for key, value in raw.items():
         name = str(key).replace("-", "_")
         if name not in names:
-            raise SarbError(f"{path}: unknown key {key!r}")
+            raise SarbError(f"{path}: unknown key {quote(key)}")
         out[name] = value
     return out, extra
 
@@ -342,15 +403,27 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
             print(f"sarb: note: the config's known: {dropped['known']} is for its dataset "
                   f"{from_file['dataset']}; no label of {dataset} is hidden (--known P hides "
                   "some)", file=sys.stderr)  # fmt: skip
-    values = apply_preset(upgrade_config(values))
+    return typed_config(apply_preset(upgrade_config(values)))
+
+
+def typed_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The validated TrainConfig of field values (a YAML file's, a checkpoint's): each value
+    has its field's type (a bool is not a number; an int is taken for a float), then
+    :meth:`TrainConfig.validate` checks the ranges. Unknown names are refused."""
     hints = typing.get_type_hints(TrainConfig)
+    typed = {}
     for name, value in values.items():
+        if name not in hints:
+            raise SarbError(f"unknown config key {quote(name)}")
         tp = _base_type(hints[name])
+        if value is not None and tp in (int, float) and isinstance(value, bool):
+            raise SarbError(f"config key {name!r}: expected a number, got {value}")
         if value is not None and tp is float and isinstance(value, int):
-            values[name] = float(value)
+            value = float(value)
         elif value is not None and not isinstance(value, tp):
-            raise SarbError(f"config key {name!r}: expected {tp.__name__}, got {value!r}")
-    cfg = TrainConfig(**values)
+            raise SarbError(f"config key {name!r}: expected {tp.__name__}, got {quote(value)}")
+        typed[name] = value
+    cfg = TrainConfig(**typed)
     cfg.validate()
     return cfg
 

@@ -84,10 +84,11 @@ class SSGRLClassifier(nn.Module):
     """SSGRL's output: ``o_c = tanh(Linear([h_c ; x_c]))`` then a per-class linear classifier.
 
     ``h`` are the GGNN outputs and ``x`` the CSRL features it started from, both (B, C, D); the
-    ``Linear(2*feat_dim, out_dim)`` is shared by all classes. Returns logits (B, C).
+    ``Linear(2*feat_dim, out_dim)`` is shared by all classes. The authors' code has
+    ``out_dim = feat_dim``. Returns logits (B, C).
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, out_dim: int = 2048):
+    def __init__(self, num_classes: int, feat_dim: int, out_dim: int):
         super().__init__()
         self.fc = nn.Linear(2 * feat_dim, out_dim)
         self.per_class = PerClassLinear(num_classes, out_dim)
@@ -135,7 +136,7 @@ class CSRLHead(Head):
             self.csrl = SemanticDecoupling(d, self.embeddings.dim, cfg.hidden_dim)
         self.register_buffer("adjacency", _label_graph(info, adjacency_from_labels))  # (C, C)
         self.ggnn = GGNN(d, steps=3)
-        self.classifier = SSGRLClassifier(c, d, 2 * d)
+        self.classifier = SSGRLClassifier(c, d, cfg.classifier_dim or d)
 
     def features(self, fmap: Tensor) -> Tensor:
         """CSRL features (B, C, D) of a backbone feature map (B, D_in, H, W)."""
@@ -197,7 +198,7 @@ class KGGRHead(Head):
     initialisation; with word vectors the classifiers start from label semantics); the final
     classifier is ``w_c = W_w [g_c ; w0_c]`` with ``g_c`` the classifier GGNN's output (the same
     read-out as the feature branch, without tanh so that classifier weights are unbounded);
-    ``o_c`` has ``feat_dim`` channels (SSGRL's head uses 2 x feat_dim) so that both GGNNs have the
+    ``o_c`` has ``feat_dim`` channels (as the csrl head) so that both GGNNs have the
     same size; the bias starts at 0. ``features`` are the SD features (B, C, D).
     """
 
