@@ -136,45 +136,21 @@ def load_model(checkpoint: str | os.PathLike, device: str = "auto") -> Predictor
 # --------------------------------------------------------------------------------------------
 
 
-class Predictor:
-    """A trained model ready for inference: probabilities, label names and metrics.
+class ImagePredictor:
+    """Class probabilities of images: what :class:`Predictor` (a PyTorch checkpoint) and
+    :class:`sarb.deploy.OnnxPredictor` (an exported ONNX model) share.
 
-    Attributes: ``model`` (the :class:`MultiLabelModel`, in eval mode on ``device``),
-    ``class_names`` (column order of every score matrix), ``config`` (the TrainConfig it was
-    trained with; ``config.image_size`` is the input side), ``device`` and ``checkpoint``.
-    Scores are computed as the engine computes them during training (bf16 autocast if the run
-    used ``--amp``), so :meth:`evaluate` reproduces the run's ``metrics.json``.
+    Attributes: ``class_names`` (column order of every score matrix) and ``image_size`` (side
+    in pixels of the square inputs). A subclass computes :meth:`_scores` of a preprocessed batch;
+    decoding, the test transform and batching are done here, identically for both.
     """
 
-    def __init__(
-        self,
-        model: MultiLabelModel,
-        class_names: Sequence[str],
-        config: TrainConfig,
-        device: torch.device | str = "cpu",
-        checkpoint: Path | None = None,
-    ):
-        self.model = model.eval()
-        self.class_names = list(class_names)
-        self.device = torch.device(device)
-        self.config = dataclasses.replace(config, amp=amp_enabled(config.amp, self.device))
-        self.checkpoint = checkpoint
-
-    def __repr__(self) -> str:
-        return (
-            f"Predictor(method={self.config.method!r}, backbone={self.config.backbone!r},"
-            f" classes={len(self.class_names)}, device={str(self.device)!r})"
-        )
-
-    @property
-    def image_size(self) -> int:
-        """Side in pixels of the square inputs the model was trained on."""
-        return self.config.image_size
+    class_names: list[str]
+    image_size: int
 
     def _scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities (B, C) of a preprocessed batch, computed as the engine computes them."""
-        scores = predict_scores(self.model, [(batch, None, None)], self.device, self.config.amp)
-        return torch.from_numpy(scores)
+        """Probabilities (B, C) of a batch (B, 3, S, S) preprocessed with the test transform."""
+        raise NotImplementedError
 
     def predict(
         self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 32
@@ -264,6 +240,47 @@ class Predictor:
             else np.zeros((0, len(self.class_names)), np.float32)
         )
         return done, scores, skipped
+
+
+class Predictor(ImagePredictor):
+    """A trained model ready for inference: probabilities, label names and metrics.
+
+    Attributes: ``model`` (the :class:`MultiLabelModel`, in eval mode on ``device``),
+    ``class_names`` (column order of every score matrix), ``config`` (the TrainConfig it was
+    trained with; ``config.image_size`` is the input side), ``device`` and ``checkpoint``.
+    Scores are computed as the engine computes them during training (bf16 autocast if the run
+    used ``--amp``), so :meth:`evaluate` reproduces the run's ``metrics.json``.
+    """
+
+    def __init__(
+        self,
+        model: MultiLabelModel,
+        class_names: Sequence[str],
+        config: TrainConfig,
+        device: torch.device | str = "cpu",
+        checkpoint: Path | None = None,
+    ):
+        self.model = model.eval()
+        self.class_names = list(class_names)
+        self.device = torch.device(device)
+        self.config = dataclasses.replace(config, amp=amp_enabled(config.amp, self.device))
+        self.checkpoint = checkpoint
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(method={self.config.method!r}, backbone={self.config.backbone!r},"
+            f" classes={len(self.class_names)}, device={str(self.device)!r})"
+        )
+
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of the square inputs the model was trained on."""
+        return self.config.image_size
+
+    def _scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities (B, C) of a preprocessed batch, computed as the engine computes them."""
+        scores = predict_scores(self.model, [(batch, None, None)], self.device, self.config.amp)
+        return torch.from_numpy(scores)
 
     def evaluate(
         self,
@@ -384,6 +401,7 @@ def train(
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ImagePredictor",
     "Predictor",
     "find_images",
     "load_model",

@@ -235,7 +235,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import io
 
-    from sarb.api import find_images, load_model
+    from sarb.api import ImagePredictor, find_images, load_model
 
     if not 0.0 <= args.threshold <= 1.0:
         raise SarbError(f"--threshold must be in [0, 1], got {args.threshold}")
@@ -246,7 +246,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"sarb: warning: skipped files that are not images: {shown}{more}", file=sys.stderr)
     if not images:
         raise SarbError(f"no image files found in {', '.join(args.paths)}")
-    predictor = load_model(args.checkpoint, device=args.device)
+    if args.model:
+        from sarb.deploy import OnnxPredictor
+
+        predictor: ImagePredictor = OnnxPredictor(args.model)
+    else:
+        predictor = load_model(args.checkpoint, device=args.device)
     done, scores, unreadable = predictor.predict_paths(images, args.batch_size, progress=True)
     for _, reason in unreadable:
         print(f"sarb: warning: {reason}; skipped", file=sys.stderr)
@@ -274,6 +279,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"{args.out}: predictions for {len(done)} images", file=sys.stderr)
     else:
         sys.stdout.write(buf.getvalue())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sarb.deploy import export_onnx
+
+    out = export_onnx(args.checkpoint, args.out)
+    print(f"{out}: ONNX model of {args.checkpoint} ({out.stat().st_size / 1e6:.1f} MB)",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -490,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities of images, one record per image")
-    p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a .pt file or a run directory (best.pt)")
+    model.add_argument("--model", help="an ONNX file of sarb export, run by ONNX Runtime (CPU)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a listed label")
     p.add_argument(
@@ -502,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="a checkpoint's inference graph as an ONNX file")
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (best.pt)")
+    p.add_argument("--out", required=True, help="the ONNX file to write (model.onnx)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "sweep", help="methods x known proportions x seeds: results.csv, table, figures",

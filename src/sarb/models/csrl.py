@@ -113,7 +113,13 @@ def tanh_attention_logits(
 ) -> Tensor:
     """``einsum('bclk,k->bcl', tanh(p[:, None] * q[None, :, None]), v)`` without the (B, C, L, K)
     tensor: p (B, L, K), q (C, K), v (K,) -> (B, C, L), computed and differentiated by chunks of
-    classes of at most ``chunk_elements`` elements (at least one class per chunk)."""
+    classes of at most ``chunk_elements`` elements (at least one class per chunk).
+
+    Under ONNX export it is the plain formula instead: an exported graph is inference only (no
+    backward to save memory for), and its batch size is dynamic, so no chunk size is fixed.
+    """
+    if torch.onnx.is_in_onnx_export():
+        return torch.tanh(p[:, None] * q[None, :, None]) @ v  # (B, C, L, K) @ (K,) -> (B, C, L)
     b, n, k = p.shape
     return _TanhAttentionLogits.apply(p, q, v, max(1, chunk_elements // (b * n * k)))
 
