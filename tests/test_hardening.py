@@ -3,6 +3,7 @@ two runs into one directory, untrusted checkpoints and configs, mismatched resum
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sarb.cli import main
+from sarb.config import TrainConfig, load_yaml, resolve_config
 from sarb.errors import SarbError
 from sarb.files import atomic_write
 from sarb.runs import RunDir
@@ -147,3 +151,156 @@ def test_an_unwritable_cache_dir_fails_before_features_are_computed(
     assert main([*args, "--feature-cache", "--cache-dir", str(blocker / "cache")]) == 2
     assert "a_file/cache/features: cannot write" in _one_error_line(capsys)
     assert computed == []
+
+
+# -------------------------------------------------------------------- untrusted checkpoints
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory) -> RunDir:
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main([*tiny_train_args(tiny_dataset, out), "--epochs", "1"]) == 0
+    return RunDir(out)
+
+
+def _tampered(run: RunDir, folder: Path, **changes) -> Path:
+    """``run``'s best.pt with config keys replaced (``class_names``: the class list)."""
+    payload = torch.load(run / RunDir.BEST, weights_only=True)
+    for key, value in changes.items():
+        (payload if key == "class_names" else payload["config"])[key] = value
+    path = folder / "tampered.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"image_size": 60000}, "--image-size must be in [8, 2048], got 60000"),
+        ({"image_size": "448"}, "'image_size': expected int, got '448'"),
+        ({"epochs": True}, "'epochs': expected a number, got True"),
+        ({"lr": float("nan")}, "--lr must be a finite number"),
+        ({"head": "x" * 10_000}, "unknown head"),
+        ({"class_names": ["red", "green", "red"]}, "names class 'red' twice"),
+    ],
+)
+def test_a_hostile_checkpoint_config_is_one_line(trained, tmp_path, capsys, changes, needle):
+    ckpt = _tampered(trained, tmp_path, **changes)
+    assert main(["predict", "--checkpoint", str(ckpt), str(_an_image(tmp_path))]) == 2
+    line = _one_error_line(capsys)
+    assert "tampered.pt" in line and needle in line and len(line) < 300
+
+
+def _an_image(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "img.png"
+    Image.new("RGB", (32, 32)).save(path)
+    return path
+
+
+def test_eval_never_writes_to_a_folder_named_in_the_checkpoint(
+    trained, tmp_path, monkeypatch, capsys
+):
+    import sarb.data.demo as demo
+
+    victim = tmp_path / "victim"
+    ckpt = _tampered(trained, tmp_path, dataset="demo", cache_dir=str(victim))
+    asked = []
+
+    def ensure_demo(cache_dir=None):
+        asked.append(cache_dir)
+        raise SarbError("stopped before building the demo")
+
+    monkeypatch.setattr(demo, "ensure_demo", ensure_demo)
+    for extra in ([], ["--dataset", "demo"]):
+        assert main(["eval", "--checkpoint", str(ckpt), *extra]) == 2
+        assert "stopped before" in _one_error_line(capsys)
+    assert asked == [None, None] and not victim.exists()
+    mine = str(tmp_path / "mine")
+    assert main(["eval", "--checkpoint", str(ckpt), "--cache-dir", mine]) == 2
+    assert asked[-1] == mine
+
+
+# ----------------------------------------------------------------------- configs and flags
+
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(FIELDS), value=HOSTILE)
+def test_any_config_value_is_accepted_or_refused_in_one_line(name, value):
+    """Flags, YAML keys and checkpoint configs share this check: a value is refused with a short
+    message naming it, or it makes a config that the optimiser and the loaders accept."""
+    try:
+        cfg = resolve_config(None, **{name: value})
+    except SarbError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 300
+        return
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], cfg.lr, weight_decay=cfg.weight_decay)
+    assert cfg.max_steps is None or cfg.max_steps >= 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--lr", "-1"], "--lr must be > 0"),
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--weight-decay", "-1"], "--weight-decay and --contrastive-weight must be >= 0"),
+        (["--contrastive-weight", "nan"], "--contrastive-weight must be a finite number"),
+        (["--max-steps", "0"], "--max-steps must be in [1,"),
+        (["--image-size", "60000"], "--image-size must be in [8, 2048]"),
+    ],
+)
+def test_bad_numeric_flags_are_one_line(tmp_path, tiny_dataset, capsys, flags, needle):
+    assert main([*tiny_train_args(tiny_dataset, tmp_path / "run"), *flags]) == 2
+    assert needle in _one_error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (BOMB.replace("i: &i", "head: &i").encode(), "more than 64 aliases"),
+        (b"epochs: " + b"[" * 20_000 + b"]" * 20_000, "nested deeper than 64 levels"),
+        ("known: 0.5\nout: caf\u00e9\n".encode("latin-1"), "not UTF-8 text (byte 19)"),
+        (b"epochs: true\n", "'epochs': expected a number, got True"),
+        (b"head: " + b"x" * 2_000_000 + b"\n", "larger than 1 MiB"),
+        (b"epochs: [" + b"1, " * 10_000 + b"1]\n", "expected int, got [1, 1, 1, 1, 1, 1, ...]"),
+    ],
+)
+def test_hostile_yaml_configs_are_one_line(tmp_path, capsys, content, needle):
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    assert main(["train", "--config", str(path)]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and len(line) < 300
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_yaml_bytes_are_a_config_or_one_line(tmp_path, content):
+    path = tmp_path / "fuzzed.yaml"
+    path.write_bytes(content)
+    try:
+        values = load_yaml(path)
+    except SarbError as exc:
+        assert "\n" not in str(exc) and "fuzzed.yaml" in str(exc)
+        return
+    assert set(values) <= set(FIELDS)

@@ -27,12 +27,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sarb.checkpoint import load_checkpoint
-from sarb.config import TrainConfig, load_yaml, resolve_config
+from sarb.config import TrainConfig, load_yaml, resolve_config, typed_config
 from sarb.data.dataset import LabelledImages, read_image
 from sarb.data.loaders import make_loader
 from sarb.data.transforms import preprocess
 from sarb.engine import evaluate, fit, predict_scores
-from sarb.errors import SarbError
+from sarb.errors import SarbError, quote
+from sarb.methods import check_parts
 from sarb.models.factory import DataInfo, build_model
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
@@ -60,13 +61,16 @@ def _checkpoint_config(payload: Mapping[str, Any], origin: str) -> TrainConfig:
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
         raise SarbError(
-            f"{origin}: the checkpoint's config has unknown keys {', '.join(unknown[:5])}"
+            f"{origin}: the checkpoint's config has unknown keys"
+            f" {', '.join(quote(k) for k in unknown[:5])}"
             " (written by another version of sarb?)"
         )
-    try:
-        return TrainConfig(**raw)
-    except TypeError as exc:
-        raise SarbError(f"{origin}: unusable config in the checkpoint ({exc})") from None
+    try:  # validated as the flags are: an untrusted file may hold any value
+        cfg = typed_config(raw)
+        check_parts(cfg)
+        return cfg
+    except SarbError as exc:
+        raise SarbError(f"{origin}: the checkpoint's config: {exc}") from None
 
 
 def _checkpoint_classes(payload: Mapping[str, Any], origin: str) -> list[str]:
@@ -77,6 +81,9 @@ def _checkpoint_classes(payload: Mapping[str, Any], origin: str) -> list[str]:
         or not all(isinstance(n, str) for n in names)
     ):
         raise SarbError(f"{origin}: not a sarb checkpoint (no list of class names inside)")
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise SarbError(f"{origin}: the checkpoint names class {quote(twice)} twice")
     return list(names)
 
 
@@ -100,7 +107,10 @@ def rebuild_model(payload: Mapping[str, Any], origin: str = "checkpoint") -> Mul
             raise SarbError(f"{origin}: the checkpoint has no class embeddings for its {cfg.head}"
                             " head")  # fmt: skip
         vectors = stored.detach().to("cpu", torch.float32).numpy().copy()
-    model = build_model(cfg, DataInfo(class_names, vectors))
+    try:
+        model = build_model(cfg, DataInfo(class_names, vectors))
+    except SarbError as exc:
+        raise SarbError(f"{origin}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

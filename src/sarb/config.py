@@ -403,19 +403,28 @@ def resolve_config(args: argparse.Namespace | None = None, **overrides: Any) -> 
             print(f"sarb: note: the config's known: {dropped['known']} is for its dataset "
                   f"{from_file['dataset']}; no label of {dataset} is hidden (--known P hides "
                   "some)", file=sys.stderr)  # fmt: skip
-    return typed_config(apply_preset(upgrade_config(values)))
+    return typed_config(apply_preset(typed_values(upgrade_config(values))))
 
 
 def typed_config(values: Mapping[str, Any]) -> TrainConfig:
-    """The validated TrainConfig of field values (a YAML file's, a checkpoint's): each value
-    has its field's type (a bool is not a number; an int is taken for a float), then
-    :meth:`TrainConfig.validate` checks the ranges. Unknown names are refused."""
+    """The validated TrainConfig of field values (a YAML file's, a checkpoint's): checked by
+    :func:`typed_values`, then by :meth:`TrainConfig.validate` (the ranges)."""
+    cfg = TrainConfig(**typed_values(values))
+    cfg.validate()
+    return cfg
+
+
+def typed_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Field values, each of its field's type (a bool is not a number; an int is taken for a
+    float; None only where the field may be unset); unknown names are refused."""
     hints = typing.get_type_hints(TrainConfig)
     typed = {}
     for name, value in values.items():
         if name not in hints:
             raise SarbError(f"unknown config key {quote(name)}")
         tp = _base_type(hints[name])
+        if value is None and tp is hints[name]:
+            raise SarbError(f"config key {name!r}: expected {tp.__name__}, got None")
         if value is not None and tp in (int, float) and isinstance(value, bool):
             raise SarbError(f"config key {name!r}: expected a number, got {value}")
         if value is not None and tp is float and isinstance(value, int):
@@ -423,9 +432,7 @@ def typed_config(values: Mapping[str, Any]) -> TrainConfig:
         elif value is not None and not isinstance(value, tp):
             raise SarbError(f"config key {name!r}: expected {tp.__name__}, got {quote(value)}")
         typed[name] = value
-    cfg = TrainConfig(**typed)
-    cfg.validate()
-    return cfg
+    return typed
 
 
 def config_yaml(cfg: TrainConfig) -> str:

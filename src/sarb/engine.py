@@ -28,7 +28,6 @@ from sarb.data.features import cache_path, feature_maps
 from sarb.data.loaders import make_loader
 from sarb.data.splits import Splits, load_splits
 from sarb.errors import SarbError
-from sarb.files import writable_folder
 from sarb.methods import Method, build_method, check_parts
 from sarb.metrics import compute_metrics
 from sarb.models.factory import DataInfo, embeddings_for
@@ -54,24 +53,13 @@ def fit(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict[str
     if dist_info.enabled:  # every rank uses rank 0's directory (its time stamp)
         out = distributed.gather_objects(cfg.out)[0]
         run, cfg = RunDir(out), dataclasses.replace(cfg, out=out)
-    with run.lock() if dist_info.is_main else contextlib.nullcontext():
+    with run.lock(resume, cfg.overwrite) if dist_info.is_main else contextlib.nullcontext():
         return _fit_in(run, cfg, dist_info, device, quiet, resume)
 
 
-def _fit_in(
-    run: RunDir,
-    cfg: TrainConfig,
-    dist_info: distributed.DistInfo,
-    device: torch.device,
-    quiet: bool,
-    resume: bool,
-) -> dict[str, Any]:
-    """:func:`fit` in its run directory, which this process holds (rank 0's lock)."""
-    if not resume and (found := run.existing_run()) and not cfg.overwrite:
-        raise SarbError(f"{run.path}: already holds a run ({found}); --overwrite replaces it, "
-                        f"--resume {run.path} continues it")  # fmt: skip
-    if not resume and found and dist_info.is_main:
-        run.clear()
+def _fit_in(run: RunDir, cfg: TrainConfig, dist_info: distributed.DistInfo, device: torch.device,
+            quiet: bool, resume: bool) -> dict[str, Any]:  # fmt: skip
+    """:func:`fit` in its run directory, which rank 0 holds (:meth:`RunDir.lock`)."""
     quiet = quiet or not dist_info.is_main
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -214,12 +202,12 @@ def _cached_feature_maps(
         print(f"sarb: --feature-cache ignored: method {cfg.method} needs the images",
               file=sys.stderr)  # fmt: skip
         return None
-    parts = {part: getattr(splits, part) for part in ("train", "val", "test")}
-    paths = {part: cache_path(cfg.cache_dir, cfg.backbone, backbone.weights_tag, cfg.image_size,
-                              data) for part, data in parts.items()}  # fmt: skip
-    writable_folder(paths["train"].parent)  # before any feature map is computed
-    return {part: feature_maps(backbone, data, paths[part], cfg.image_size, device, cfg.workers,
-                               part) for part, data in parts.items()}  # fmt: skip
+    out = {}
+    for part in ("train", "val", "test"):
+        data = getattr(splits, part)
+        path = cache_path(cfg.cache_dir, cfg.backbone, backbone.weights_tag, cfg.image_size, data)
+        out[part] = feature_maps(backbone, data, path, cfg.image_size, device, cfg.workers, part)
+    return out
 
 
 def _train_batches(model: MultiLabelModel, loader: DataLoader, device: torch.device, amp: bool):

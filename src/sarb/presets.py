@@ -135,7 +135,11 @@ def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
     if isinstance(values.get("augment"), bool):
         values["crop_flip"] = values.pop("augment")
     method = values.get("method")
-    if method in PRESETS and not any(values.get(f) is not None for f in PART_FIELDS):
+    if (
+        isinstance(method, str)
+        and method in PRESETS
+        and not any(values.get(f) is not None for f in PART_FIELDS)
+    ):
         values.update(PRESETS.create(method).parts())
     return values
 

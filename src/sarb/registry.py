@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sarb.errors import SarbError
+from sarb.errors import SarbError, quote
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ class Registry(Generic[T]):
         """The entry of ``name``; SarbError listing the choices when there is none."""
         if name not in self._entries:
             raise SarbError(
-                f"{self.flag} {name!r}: unknown {self.kind}; choose from {self.choices}"
+                f"{self.flag} {quote(name)}: unknown {self.kind}; choose from {self.choices}"
             )
         return self._entries[name]
 

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from sarb.checkpoint import FORMAT, load_checkpoint
-from sarb.config import TrainConfig, config_yaml
+from sarb.config import TrainConfig, config_yaml, read_yaml
 from sarb.errors import SarbError
 from sarb.files import atomic_write, remove_stale_temps
 from sarb.runtime import rng_state, set_rng_state
@@ -77,11 +76,12 @@ class RunDir:
     # ------------------------------------------------------------------------------------ lock
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, resume: bool = False, overwrite: bool = False) -> Iterator[None]:
         """Hold the directory for this process while the block runs: a second run into it (or
         a ``--resume`` of it) is refused with one line. The lock is the kernel's (``flock`` on
         ``.lock``), so it ends with its process, even after ``kill -9``: a dead run never
-        leaves a stale lock. Once held, temporary files that a killed run left are removed."""
+        leaves a stale lock. Once held, temporary files that a killed run left are removed,
+        and unless ``resume``, a previous run's files are refused (or cleared: ``overwrite``)."""
         self._mkdir()
         try:
             fd = os.open(self / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -99,6 +99,11 @@ class RunDir:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
             remove_stale_temps(self.path)
+            if not resume and (found := self.existing_run()):
+                if not overwrite:
+                    raise SarbError(f"{self.path}: already holds a run ({found}); --overwrite "
+                                    f"replaces it, --resume {self.path} continues it")  # fmt: skip
+                self.clear()
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -131,8 +136,8 @@ class RunDir:
     def read_config(self) -> dict[str, Any] | None:
         """The keys of ``config.yaml``, or None when it is missing or unreadable."""
         try:
-            saved = yaml.safe_load((self / self.CONFIG).read_text())
-        except (OSError, yaml.YAMLError):
+            saved = read_yaml(self / self.CONFIG)
+        except SarbError:
             return None
         return saved if isinstance(saved, dict) else None
 

@@ -22,7 +22,7 @@ from sarb import distributed
 from sarb.data.dataset import ImageDataset, LabelledImages
 from sarb.data.sources import cache_root
 from sarb.data.transforms import test_transform
-from sarb.files import atomic_write, remove_stale_temps
+from sarb.files import atomic_write, remove_stale_temps, writable_folder
 
 
 def cache_path(
@@ -57,6 +57,7 @@ def feature_maps(
             return fmaps
         except Exception:  # a truncated cache file is recomputed, never trusted
             print(f"sarb: recomputing the damaged feature cache {path}", file=sys.stderr)
+    writable_folder(path.parent)  # an unwritable cache fails before the work, not after
     remove_stale_temps(path.parent, older_than_s=3600)  # of killed runs; live writers stay
     # its own generator: computing the cache leaves the global RNG as a cache hit does
     loader = DataLoader(ImageDataset(data, test_transform(image_size)), 64, num_workers=workers,
