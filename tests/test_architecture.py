@@ -20,7 +20,7 @@ LAYERS = [
     {"sarb.methods"},
     {"sarb.runs", "sarb.summary"},
     {"sarb.engine"},
-    {"sarb.api", "sarb.sweep", "sarb.report", "sarb.bench", "sarb.deploy"},
+    {"sarb.api", "sarb.sweep", "sarb.report", "sarb.html_report", "sarb.bench", "sarb.deploy"},
     {"sarb.cli", "sarb.__main__"},
 ]  # fmt: skip
 FLAT = {0, 4, 6, 7}

@@ -326,11 +326,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    """Rewrite a sweep's table and figures from its results.csv; print the table."""
-    from sarb.report import write_report
+    """``report.html`` of a run or a sweep; a sweep's table and figures are first rewritten
+    from its results.csv, and the table printed."""
+    from sarb.html_report import write_html_report
+    from sarb.report import RESULTS, write_report
 
-    paths = write_report(args.dir)
-    sys.stdout.write(paths[0].read_text())
+    paths = []
+    if (Path(args.dir) / RESULTS).is_file():
+        paths = write_report(args.dir)
+        sys.stdout.write(paths[0].read_text())
+    paths.append(write_html_report(args.dir))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
@@ -547,8 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweep directory: runs/, results.csv, table.md, figures")  # fmt: skip
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("report", help="rebuild a sweep's table.md and figures from results.csv")
-    p.add_argument("dir", metavar="DIR", help="a sweep directory (holds results.csv)")
+    p = sub.add_parser(
+        "report", help="DIR/report.html, one offline page about a run or a sweep (and a sweep's"
+        " table.md and figures, rebuilt from results.csv)",
+    )  # fmt: skip
+    p.add_argument("dir", metavar="DIR", help="a run directory, or a sweep directory")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("bench", help="speed and memory ratios, measured side by side")
