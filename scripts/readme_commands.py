@@ -56,7 +56,7 @@ SKIP_RULES: list[tuple[str, str]] = [
 DEPENDS = "reads {}, which a skipped command writes"
 LONG = "a reproduction of many training runs (--skip-long)"
 _LONG_PATTERN = r"(^|\n)\s*for\b[\s\S]*\bsarb (train|sweep)\b|\bsarb sweep\b"
-_OUTPUT_FLAGS = ("--out", "--root", "--names", "--json")
+_OUTPUT_FLAGS = ("--out", "--root", "--names", "--json", ">", ">>")
 
 
 @dataclass
