@@ -178,6 +178,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from sarb.api import load_model
     from sarb.data.manifest import read_manifest
     from sarb.data.splits import load_splits
@@ -190,7 +192,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.test and args.split:
         raise SarbError("--split picks a split of a dataset; with --test the manifest is used")
     predictor = load_model(args.checkpoint, device=args.device)
-    cfg, names, split = predictor.config, predictor.class_names, args.split or "test"
+    # caches go where the user says, never to a folder named inside the checkpoint
+    cfg = dataclasses.replace(predictor.config, cache_dir=args.cache_dir)
+    names, split = predictor.class_names, args.split or "test"
     if dataset == "manifest":
         data, split = read_manifest(args.test, names), None
     elif dataset == "demo":
@@ -498,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test", help="manifest to evaluate on, with --dataset manifest")
     p.add_argument("--split", choices=("test", "val"), help="split of the dataset (test)")
+    p.add_argument(
+        "--cache-dir",
+        help="where the demo data and parsed annotations are cached (default: $SARB_CACHE_DIR,"
+        " else the user cache; never a folder named in the checkpoint)",
+    )
     p.add_argument("--ap", choices=("voc", "sklearn"), help="AP definition (the checkpoint's)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive")
     p.add_argument("--batch-size", type=int, help="images per batch (the checkpoint's)")
