@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -304,3 +305,59 @@ def test_any_yaml_bytes_are_a_config_or_one_line(tmp_path, content):
         assert "\n" not in str(exc) and "fuzzed.yaml" in str(exc)
         return
     assert set(values) <= set(FIELDS)
+
+
+# ------------------------------------------------------------------- resuming another run
+
+
+def _two_class_run(tiny: dict[str, Path], folder: Path) -> RunDir:
+    """A run on the tiny data with its last class left out (another model, another --train)."""
+    manifests = {}
+    for split in ("train", "test"):
+        rows = [r.rsplit(",", 1)[0] for r in tiny[split].read_text().splitlines()]
+        rows[1:] = [str(tiny[split].parent / r) for r in rows[1:]]
+        manifests[split] = folder / f"{split}2.csv"
+        manifests[split].write_text("\n".join(rows) + "\n")
+    out = folder / "two"
+    assert main([*tiny_train_args(manifests, out), "--epochs", "1"]) == 0
+    return RunDir(out)
+
+
+def _shrunk_weights(run: RunDir) -> None:
+    state = torch.load(run / RunDir.LAST, weights_only=True)
+    state["model"]["head.fc.weight"] = state["model"]["head.fc.weight"][:2]
+    torch.save(state, run / RunDir.LAST)
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("other run", "last.pt: trained with --train"),
+        ("best as last", "last.pt: no training state (optimizer, scheduler, rng)"),
+        ("edited config", "last.pt: trained with --method 'bce-ignore', but"),
+        ("other weights", "last.pt: does not fit the model of this run (Error(s) in loading"),
+        ("--out", "--out and --overwrite are for new runs"),
+        ("--overwrite", "--out and --overwrite are for new runs"),
+    ],
+)
+def test_resuming_a_mismatched_run_is_one_line(
+    trained, tiny_dataset, tmp_path, capsys, damage, needle
+):
+    run = RunDir(tmp_path / "copy")
+    shutil.copytree(trained.path, run.path)
+    (run / RunDir.LAST_PREV).unlink(missing_ok=True)
+    flags = ["--epochs", "2"]
+    if damage == "other run":
+        shutil.copy(_two_class_run(tiny_dataset, tmp_path) / RunDir.LAST, run / RunDir.LAST)
+    elif damage == "best as last":
+        shutil.copy(run / RunDir.BEST, run / RunDir.LAST)
+    elif damage == "edited config":
+        text = (run / RunDir.CONFIG).read_text()
+        (run / RunDir.CONFIG).write_text(text.replace("head: linear", "head: csrl"))
+    elif damage == "other weights":
+        _shrunk_weights(run)
+    else:
+        flags += [damage, *([str(tmp_path / "elsewhere")] if damage == "--out" else [])]
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run.path), *flags]) == 2
+    assert needle in _one_error_line(capsys)

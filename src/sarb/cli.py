@@ -44,12 +44,12 @@ def _resume_config(args: argparse.Namespace):
     import dataclasses
 
     from sarb.config import (
-        RUNTIME_FIELDS,
         TrainConfig,
         absolute_paths,
         flag,
         load_yaml,
         resolve_config,
+        resume_change,
     )
     from sarb.runs import RunDir
 
@@ -58,18 +58,20 @@ def _resume_config(args: argparse.Namespace):
         raise SarbError(f"{run.path}: no {RunDir.LAST} to resume from")
     if args.config:
         raise SarbError(f"--resume continues {run.path} with its own {RunDir.CONFIG}; no --config")
+    if args.overwrite or (args.out and Path(args.out).resolve() != run.path.resolve()):
+        raise SarbError(f"--resume continues {run.path} in its own files; --out and --overwrite "
+                        "are for new runs")  # fmt: skip
     saved = load_yaml(run / RunDir.CONFIG)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}  # fmt: skip
     before = absolute_paths(resolve_config(None, **saved))
     after = absolute_paths(resolve_config(None, **{**saved, **given}))
-    for f in dataclasses.fields(TrainConfig):
-        old, new = getattr(before, f.name), getattr(after, f.name)
-        if f.name not in ("epochs", "out", *RUNTIME_FIELDS) and old != new:
-            raise SarbError(
-                f"--resume continues {run.path} as it was configured: --{flag(f.name)} {new} "
-                f"differs from its {RunDir.CONFIG} ({old}); start a new run with --out"
-            )
+    if change := resume_change(dataclasses.asdict(before), dataclasses.asdict(after)):
+        name, old, new = change
+        raise SarbError(
+            f"--resume continues {run.path} as it was configured: --{flag(name)} {new} "
+            f"differs from its {RunDir.CONFIG} ({old}); start a new run with --out"
+        )
     return dataclasses.replace(after, out=str(run.path))
 
 

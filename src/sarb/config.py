@@ -368,6 +368,23 @@ def read_config_sections(
 
 RUNTIME_FIELDS = ("device", "workers", "threads", "compile", "overwrite")
 """Settings that do not change a run's result: a run may resume with others."""
+RESUMABLE_FIELDS = ("epochs", "out", *RUNTIME_FIELDS)
+"""What a resumed run may change: how long it trains, where its folder is, how it runs."""
+
+
+def resume_change(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[str, Any, Any] | None:
+    """The first setting outside RESUMABLE_FIELDS that differs between two configs (as dicts;
+    a key missing from ``before``, older than the setting, has its default), as ``(name,
+    before, after)``; None when a run of ``before`` may continue as ``after``."""
+    for f in dataclasses.fields(TrainConfig):
+        old, new = before.get(f.name, f.default), after.get(f.name, f.default)
+        if f.name not in RESUMABLE_FIELDS and old != new:
+            return f.name, old, new
+    return None
+
+
 PROTOCOL_FIELDS = ("known", "mask_protocol")
 """The experiment protocol of a config file, which holds for the file's own dataset only."""
 

@@ -108,7 +108,7 @@ def _fit_in(run: RunDir, cfg: TrainConfig, dist_info: distributed.DistInfo, devi
     best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
     rank_epochs = splits.can_rank_epochs()  # else every epoch replaces best.pt: the last is kept
     if resume:
-        state = run.restore(method, optimizer, scheduler, generator, device)
+        state = run.restore(method, optimizer, scheduler, generator, device, cfg)
         start_epoch, step = state["epoch"], state["step"]
         best_map, best_epoch = state["best_val_mAP"], state["best_epoch"]
         if start_epoch > cfg.epochs:

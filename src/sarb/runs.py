@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 from sarb.checkpoint import FORMAT, load_checkpoint
-from sarb.config import TrainConfig, config_yaml, read_yaml
-from sarb.errors import SarbError
+from sarb.config import TrainConfig, config_yaml, flag, read_yaml, resume_change
+from sarb.errors import SarbError, quote
 from sarb.files import atomic_write, remove_stale_temps
+from sarb.presets import upgrade_config
 from sarb.runtime import rng_state, set_rng_state
 
 
@@ -194,18 +195,35 @@ class RunDir:
         scheduler: Any,
         generator: torch.Generator,
         device: torch.device | str = "cpu",
+        config: TrainConfig | None = None,
     ) -> dict[str, Any]:
         """Load what :meth:`save` wrote last into the given objects and the RNGs; returns the
-        checkpoint (its ``epoch``, ``step``, ``best_val_mAP``, ``best_epoch``...)."""
+        checkpoint (its ``epoch``, ``step``, ``best_val_mAP``, ``best_epoch``...). A checkpoint
+        that cannot continue this run (no training state, as in a ``best.pt``; trained with
+        another ``config`` than the one given; weights of another model) is a one-line error."""
         state = self.load_last(device)
+        last = self / self.LAST
         if state.get("migrated_from") is not None:
             raise SarbError(f"{self.path}: written by an older sarb; start the run over")
-        method.model.load_state_dict(state["model"])
-        method.augmentations.load_state_dict(state["augmentations"])
-        method.loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], generator)
+        missing = [k for k in ("optimizer", "scheduler", "rng", "epoch", "step") if k not in state]
+        if missing:
+            raise SarbError(f"{last}: no training state ({', '.join(missing)}); a {self.BEST} "
+                            "cannot be resumed, only a run's own last checkpoint")  # fmt: skip
+        saved = upgrade_config(dict(state["config"]))
+        if config is not None and (change := resume_change(saved, dataclasses.asdict(config))):
+            name, old, new = change
+            raise SarbError(f"{last}: trained with --{flag(name)} {quote(old)}, but "
+                            f"{self / self.CONFIG} has {quote(new)}")  # fmt: skip
+        try:
+            method.model.load_state_dict(state["model"])
+            method.augmentations.load_state_dict(state["augmentations"])
+            method.loss.load_state_dict(state["loss"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"], generator)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise SarbError(f"{last}: does not fit the model of this run ({detail})") from None
         return state
 
     def load_last(self, device: torch.device | str = "cpu") -> dict[str, Any]:
