@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import io
+import json
 import os
 import shutil
 import signal
@@ -361,3 +362,26 @@ def test_resuming_a_mismatched_run_is_one_line(
     capsys.readouterr()
     assert main(["train", "--resume", str(run.path), *flags]) == 2
     assert needle in _one_error_line(capsys)
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_deterministic_runs_match_from_a_cold_and_a_warm_feature_cache(tmp_path, tiny_dataset):
+    """Computing the feature cache draws no random number of the run: two runs that each fill
+    a new cache and one that reads a filled one write the same metrics.json and log."""
+    args = tiny_train_args(tiny_dataset, tmp_path / "unused", "sarb")
+    args[args.index("--trainable") + 1] = "none"
+    args = [*args[: args.index("--out")], "--feature-cache", "--deterministic", "--no-crop-flip",
+            "--epochs", "3", "--max-steps", "8"]  # fmt: skip
+    results = []
+    for name, cache in (("cold", "a"), ("cold again", "b"), ("warm", "a")):
+        out = tmp_path / name
+        assert main([*args, "--cache-dir", str(tmp_path / cache), "--out", str(out)]) == 0
+        metrics = {**json.loads((out / RunDir.METRICS).read_text()), "run_dir": None}
+        log = [{**r, "epoch_time_s": None} for r in RunDir(out).read_log()]
+        results.append((metrics, log))
+    assert results[0] == results[1] == results[2]
+    assert {p.name for p in (tmp_path / "a").rglob("*.pt")} == {
+        p.name for p in (tmp_path / "b").rglob("*.pt")
+    }
