@@ -385,3 +385,39 @@ def test_deterministic_runs_match_from_a_cold_and_a_warm_feature_cache(tmp_path,
     assert {p.name for p in (tmp_path / "a").rglob("*.pt")} == {
         p.name for p in (tmp_path / "b").rglob("*.pt")
     }
+
+
+# ------------------------------------------------------------------------ smaller promises
+
+
+class _Payload:
+    """A pickle that would create a folder when unpickled with code execution allowed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_a_checkpoint_with_code_is_refused_saying_why(tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(marker), "config": {}}, path)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    line = _one_error_line(capsys)
+    assert "evil.pt: refused: it holds Python objects, and loading them could run code" in line
+    assert "makedirs" in line and not marker.exists()
+
+
+def test_a_nan_in_the_first_epoch_names_no_missing_checkpoint(
+    tmp_path, tiny_dataset, monkeypatch, capsys
+):
+    import sarb.methods.objectives as objectives
+
+    real = objectives.FunctionLoss.forward
+    monkeypatch.setattr(objectives.FunctionLoss, "forward",
+                        lambda self, *a, **k: real(self, *a, **k) * float("nan"))  # fmt: skip
+    assert main(tiny_train_args(tiny_dataset, tmp_path / "run")) == 2
+    line = _one_error_line(capsys)
+    assert "non-finite loss at epoch 1, step 1; no checkpoint was written yet" in line

@@ -28,6 +28,7 @@ whose ``o_c`` has ``2 x feat_dim`` channels; it is loaded so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 
 from sarb.errors import SarbError
+from sarb.files import first_line
 from sarb.presets import upgrade_config
 
 FORMAT = 2
@@ -61,8 +63,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SarbError(f"{path}: not a readable sarb checkpoint ({first[:200]})") from None
+        if "Weights only load failed" in str(exc):  # torch's advice would be to run the code
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            raise SarbError(
+                f"{path}: refused: it holds Python objects, and loading them could run code"
+                f" ({found[1][:100] if found else 'not tensors'}); a sarb checkpoint holds only"
+                " tensors and plain values"
+            ) from None
+        raise SarbError(f"{path}: not a readable sarb checkpoint ({first_line(exc)})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise SarbError(f"{path}: not a sarb checkpoint (no model weights or config inside)")
     if not isinstance(payload["model"], Mapping) or not isinstance(payload["config"], Mapping):

@@ -279,8 +279,8 @@ def train_one_epoch(
     def check_finite() -> None:  # every rank stops together, at the earliest bad step of any
         if (bad := int(distributed.reduce_over_ranks(first_bad, "min"))) != none:
             raise SarbError(
-                f"non-finite loss at epoch {epoch + 1}, step {bad + 1}; the last good checkpoint "
-                f"is {run / RunDir.LAST} (--skip-nonfinite skips such steps)"
+                f"non-finite loss at epoch {epoch + 1}, step {bad + 1}; {run.last_good()} "
+                "(--skip-nonfinite skips such steps)"
             )
 
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=quiet)

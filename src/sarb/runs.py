@@ -144,6 +144,12 @@ class RunDir:
 
     # ------------------------------------------------------------------------------ checkpoints
 
+    def last_good(self) -> str:
+        """Where a failed run can be resumed from, said for an error message."""
+        if (self / self.LAST).is_file():
+            return f"the last good checkpoint is {self / self.LAST}"
+        return "no checkpoint was written yet"
+
     def has_checkpoint(self) -> bool:
         """Whether there is a ``last.pt`` (or its predecessor) to resume from."""
         return any((self / f).is_file() for f in (self.LAST, self.LAST_PREV))
