@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,13 @@ def test_a_nan_in_the_first_epoch_names_no_missing_checkpoint(
     assert main(tiny_train_args(tiny_dataset, tmp_path / "run")) == 2
     line = _one_error_line(capsys)
     assert "non-finite loss at epoch 1, step 1; no checkpoint was written yet" in line
+
+
+def test_metrics_of_extreme_logits_warn_of_nothing(tmp_path, capsys):
+    (tmp_path / "logits.csv").write_text("1000,-1000\n-1000,1000\n")
+    (tmp_path / "labels.csv").write_text("1,-1\n-1,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would fail the test
+        args = ["--scores", str(tmp_path / "logits.csv"), "--labels", str(tmp_path / "labels.csv")]
+        assert main(["metrics", *args, "--logits"]) == 0
+    assert json.loads(capsys.readouterr().out)["mAP"] == 100.0

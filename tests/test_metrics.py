@@ -153,14 +153,21 @@ def test_class_without_positive_is_nan_and_excluded():
     json.dumps(m, allow_nan=False)
 
 
-def test_no_positive_at_all_gives_none_and_zeros():
+def test_no_positive_at_all_gives_none_where_undefined():
     scores = np.array([[0.9, 0.1], [0.2, 0.7]])
     labels = np.array([[-1, -1], [0, -1]])
     m = compute_metrics(scores, labels, ap="sklearn")
     assert m["mAP"] is None and m["ap_per_class"] == [None, None]
-    assert all(m[k] == 0.0 for k in ("OP", "OR", "OF1", "CP", "CR", "CF1"))
-    assert all(v == 0.0 for v in m["top3"].values())
+    assert m["OP"] == 0.0  # two predicted positives, both wrong
+    assert all(m[k] is None for k in ("OR", "OF1", "CP", "CR", "CF1"))
+    assert m["top3"]["OP"] == 0.0 and m["top3"]["CR"] is None
     json.dumps(m, allow_nan=False)
+
+
+def test_all_unknown_labels_give_no_number():
+    m = compute_metrics(np.array([[0.9, 0.1], [0.2, 0.7]]), np.zeros((2, 2), int))
+    assert m["mAP"] is None
+    assert all(m[k] is None for k in ("OP", "OR", "OF1", "CP", "CR", "CF1"))
 
 
 # --- threshold and top-3 rules, hand-computed -----------------------------------------------

@@ -174,7 +174,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
             f"{args.scores}: shape {scores.shape} differs from {args.labels}: {labels.shape}"
         )
     if args.logits:
-        scores = 1.0 / (1.0 + np.exp(-scores))
+        scores = np.exp(-np.logaddexp(0.0, -scores))  # the sigmoid, without overflow
     print(json.dumps(compute_metrics(scores, labels, ap=args.ap, threshold=args.threshold)))
     return 0
 

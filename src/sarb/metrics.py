@@ -147,10 +147,12 @@ def _f1(p: float, r: float) -> float:
     return 2.0 * p * r / (p + r) if p + r > 0 else 0.0
 
 
-def _rates(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+def _rates(pred: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
     """OP/OR/OF1/CP/CR/CF1 in percent from boolean (N, C) predictions and ground truths.
 
     Per-class means run over classes with Ng > 0; such a class with Np = 0 has precision 0.
+    Without any known positive (when mAP is None too) recall and the class means are
+    undefined: None, as OP is when nothing is predicted either.
     """
     nc = (pred & gt).sum(axis=0)
     npred = pred.sum(axis=0)
@@ -158,13 +160,12 @@ def _rates(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     op = _ratio(nc.sum(), npred.sum())
     orec = _ratio(nc.sum(), ng.sum())
     has = ng > 0
-    if has.any():
-        nc_h, np_h, ng_h = nc[has], npred[has], ng[has]
-        cp_c = np.divide(nc_h, np_h, out=np.zeros(nc_h.shape), where=np_h > 0)
-        cp = float(cp_c.mean())
-        cr = float((nc_h / ng_h).mean())
-    else:
-        cp = cr = 0.0
+    if not has.any():
+        return {k: 0.0 if k == "OP" and npred.sum() > 0 else None for k in RATE_KEYS}
+    nc_h, np_h, ng_h = nc[has], npred[has], ng[has]
+    cp_c = np.divide(nc_h, np_h, out=np.zeros(nc_h.shape), where=np_h > 0)
+    cp = float(cp_c.mean())
+    cr = float((nc_h / ng_h).mean())
     vals = {"OP": op, "OR": orec, "OF1": _f1(op, orec), "CP": cp, "CR": cr, "CF1": _f1(cp, cr)}
     return {k: 100.0 * vals[k] for k in RATE_KEYS}
 
@@ -199,7 +200,8 @@ def compute_metrics(
     correct / predicted / ground-truth positives of each class; OP = sum Nc / sum Np,
     OR = sum Nc / sum Ng, CP = mean_c Nc/Np, CR = mean_c Nc/Ng, OF1 and CF1 their harmonic
     means (0 when both are 0). Class means run over classes with Ng > 0, a class with
-    Np = 0 has precision 0, and a ratio with a zero denominator overall is 0.
+    Np = 0 has precision 0, and a ratio with a zero denominator overall is 0; without any
+    known positive, the rates are None (undefined) as mAP is.
 
     Top-3 rule: an entry counts as predicted positive only if it is >= threshold AND among
     the 3 highest scores of its image, ranked among the image's KNOWN entries only (an
