@@ -14,6 +14,7 @@ and commands that read what a skipped command writes. Exits 1 if an example fail
     OMP_NUM_THREADS=1 python scripts/readme_commands.py --workdir /tmp/readme
     python scripts/readme_commands.py --skip-long      # not the multi-run reproductions
     python scripts/readme_commands.py --only 'make demo|sweep'   # some examples only
+    python scripts/readme_commands.py --workdir /tmp/readme --reuse --only predict  # again
 
 ``--source worktree`` copies this working tree (tracked and untracked files that git does not
 ignore) instead of cloning the committed HEAD.
@@ -202,9 +203,15 @@ def prepare(dest: Path, source: str) -> Path:
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / rel, dest / rel)
     (dest / ".venv").symlink_to((ROOT / ".venv").resolve())
-    older = stamp.stat().st_mtime - 1
-    os.utime(dest / "pyproject.toml", (older, older))
+    keep_installed(dest)
     return dest
+
+
+def keep_installed(clone: Path) -> None:
+    """Date the clone's pyproject.toml before the install stamp, so ``make`` never reinstalls
+    into the linked ``.venv``."""
+    older = (ROOT / ".venv" / ".installed").stat().st_mtime - 1
+    os.utime(clone / "pyproject.toml", (older, older))
 
 
 def environment(clone: Path, cache_dir: str | None) -> dict[str, str]:
@@ -283,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-long", action="store_true", help="not the multi-run loops")
     parser.add_argument("--timeout", type=float, help="seconds per example")
     parser.add_argument(
+        "--reuse", action="store_true", help="the --workdir's clone and runs, updated by git pull"
+    )
+    parser.add_argument(
         "--only", metavar="REGEX", help="run only the examples that match (e.g. 'make demo|sweep')"
     )
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help=argparse.SUPPRESS)
@@ -293,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sarb-readme-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    clone = prepare(work / "sarb", args.source)
+    clone = work / "sarb"
+    if args.reuse and (clone / ".git").is_dir():  # its runs are kept; newer commits pulled
+        subprocess.run(["git", "pull", "--quiet", "--ff-only"], cwd=clone, check=True)
+        keep_installed(clone)
+    else:
+        prepare(clone, args.source)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     examples = plan((clone / "README.md").read_text(), args.skip_long)  # the clone's README
