@@ -3,10 +3,12 @@ two runs into one directory, untrusted checkpoints and configs, mismatched resum
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -25,6 +27,7 @@ from sarb.cli import main
 from sarb.config import TrainConfig, load_yaml, resolve_config
 from sarb.errors import SarbError
 from sarb.files import atomic_write
+from sarb.report import RESULTS, read_results, write_results
 from sarb.runs import RunDir
 from tests.conftest import tiny_train_args
 
@@ -432,3 +435,50 @@ def test_metrics_of_extreme_logits_warn_of_nothing(tmp_path, capsys):
         args = ["--scores", str(tmp_path / "logits.csv"), "--labels", str(tmp_path / "labels.csv")]
         assert main(["metrics", *args, "--logits"]) == 0
     assert json.loads(capsys.readouterr().out)["mAP"] == 100.0
+
+
+def _results_csv(folder: Path) -> Path:
+    rows = [{"dataset": "demo", "method": m, "known": k, "seed": 0, "mAP": 50.0, "run_dir": "r"}
+            for m in ("ssgrl", "sarb") for k in (0.1, 0.5)]  # fmt: skip
+    write_results(folder / RESULTS, rows)
+    return folder / RESULTS
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda t: t.replace(",0.1,", ",nan,", 1), "line 2: known 'nan' is out of range"),
+        (lambda t: t.replace(",50.0,", ",inf,", 1), "line 2: mAP 'inf' is out of range"),
+        (lambda t: t.replace("sarb", "caf\xe9", 1), "not UTF-8 text"),
+    ],
+)
+def test_report_of_a_damaged_results_csv_is_one_line(tmp_path, capsys, edit, needle):
+    path = _results_csv(tmp_path)
+    path.write_bytes(edit(path.read_text()).encode("latin-1"))
+    assert main(["report", str(tmp_path)]) == 2
+    assert needle in _one_error_line(capsys)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    column=st.sampled_from(["known", "seed", "mAP", "OP", "best_epoch", "val_mAP"]),
+    value=st.text(max_size=12) | st.floats().map(repr),
+)
+def test_any_results_csv_value_is_read_or_refused_in_one_line(tmp_path, column, value):
+    path = _results_csv(tmp_path)
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    rows[0][column] = value
+    with path.open("w", newline="", encoding="utf-8", errors="surrogatepass") as f:
+        writer = csv.DictWriter(f, rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        read = read_results(path)
+    except SarbError as exc:
+        assert "\n" not in str(exc)
+        return
+    floats = [r[c] for r in read for c in ("mAP", "OP", "val_mAP") if c in r]
+    assert not any(math.isinf(v) for v in floats)
+    assert all(r["known"] == "single-positive" or 0 < r["known"] <= 1 for r in read)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from sarb.data.partial import SINGLE_POSITIVE
-from sarb.errors import SarbError
+from sarb.errors import SarbError, quote
 from sarb.files import atomic_write
 from sarb.presets import PRESETS
 from sarb.published import dataset_column, paper_avg_map
@@ -131,9 +131,11 @@ def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``results.csv``: floats (NaN for an empty metric), ints and strings."""
+    """Rows of ``results.csv``: floats (NaN for an empty metric), ints and strings. A value
+    that no sweep writes (a known fraction outside (0, 1], an infinite metric, bytes that are
+    not UTF-8) is a one-line error naming the line."""
     try:
-        with Path(path).open(newline="") as f:
+        with Path(path).open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             missing = [
                 c
@@ -145,6 +147,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             rows = list(reader)
     except FileNotFoundError:
         raise SarbError(f"{path}: not found (run `sarb sweep` first)") from None
+    except UnicodeDecodeError as exc:
+        raise SarbError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise SarbError(f"{path}: not a CSV file ({exc})") from None
     out = []
     for line, raw in enumerate(rows, start=2):
         row: dict[str, Any] = dict(raw)
@@ -152,6 +158,8 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             for c in _FLOATS:
                 if c in row and not (c == "known" and row[c] == SINGLE_POSITIVE):
                     row[c] = float(row[c]) if row[c] not in ("", None) else math.nan
+                    if math.isinf(row[c]) or (c == "known" and not 0.0 < row[c] <= 1.0):
+                        raise ValueError(f"{c} {quote(raw[c])} is out of range")
             for c in _INTS:
                 if c in row:
                     row[c] = int(row[c]) if row[c] not in ("", None) else None
