@@ -88,12 +88,14 @@ def test_readme_deployment_snippet_runs_on_an_exported_model(exported, tiny_data
     assert not re.search(r"^\s*(import|from)\s+(sarb|torch)", snippet, re.M)
     run, model = exported["ssgrl"]
     shutil.copy(model, tmp_path / "model.onnx")
+    (photo,) = re.findall(r'Image\.open\("([^"]+)"\)', snippet)  # relative to where it runs
+    (tmp_path / photo).parent.mkdir(parents=True, exist_ok=True)
     source = sorted((tiny_dataset["test"].parent / "img").glob("test_*.png"))[0]
-    Image.open(source).save(tmp_path / "photo.jpg", quality=95)
+    Image.open(source).save(tmp_path / photo, quality=95)
     done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, check=True)  # fmt: skip
     printed = dict(line.split(": ") for line in done.stdout.splitlines())
-    want = load_model(run, device="cpu").predict([tmp_path / "photo.jpg"])[0]
+    want = load_model(run, device="cpu").predict([tmp_path / photo])[0]
     assert list(printed) == ["red", "green", "blue"]
     np.testing.assert_allclose([float(v) for v in printed.values()], want, atol=2e-3)
 
