@@ -482,3 +482,12 @@ def test_any_results_csv_value_is_read_or_refused_in_one_line(tmp_path, column, 
     floats = [r[c] for r in read for c in ("mAP", "OP", "val_mAP") if c in r]
     assert not any(math.isinf(v) for v in floats)
     assert all(r["known"] == "single-positive" or 0 < r["known"] <= 1 for r in read)
+
+
+def test_a_lone_surrogate_in_a_jsonl_class_name_is_one_line(tmp_path, tiny_dataset, capsys):
+    image = tiny_dataset["train"].parent / "img" / "train_000.png"
+    manifest = tmp_path / "odd.jsonl"
+    manifest.write_text(f'{{"image": "{image}", "positive": ["cat\\ud800"]}}\n')
+    out = ["--out", str(tmp_path / "labels.csv"), "--names", str(tmp_path / "names.txt")]
+    assert main(["labels", "--train", str(manifest), "--test", str(manifest), *out]) == 2
+    assert "odd.jsonl:1: \\ud800 is half a UTF-16 pair" in _one_error_line(capsys)

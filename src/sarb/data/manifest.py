@@ -195,6 +195,13 @@ def _read_jsonl(
             ) from None
         except (ValueError, RecursionError) as exc:  # e.g. too deep, too long an integer
             raise SarbError(f"{path}:{line_no}: invalid JSON ({type(exc).__name__})") from None
+        try:  # a "\ud800" escape decodes to half a character, which no file can hold
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+            raise SarbError(
+                f"{path}:{line_no}: {bad} is half a UTF-16 pair, not a character"
+            ) from None
         if not isinstance(record, dict):
             raise SarbError(
                 f"{path}:{line_no}: expected a JSON object"
