@@ -80,7 +80,11 @@ class TrainConfig:
         None, "ILRB/PLRB blend weights a, b (the preset's)", ("learned", "fixed")
     )
     # model
-    backbone: str = _opt("resnet101", "backbone network")
+    backbone: str = _opt(
+        "resnet101",
+        "backbone network: resnet18/50/101, efficientnet_lite0[_s16], cnn3, or timm/NAME[@STRIDE]"
+        " (any timm model)",
+    )
     weights: str = _opt("auto", "backbone weights: auto, random, or a state-dict path")
     trainable: str = _opt("paper", "backbone layers that train", ("paper", "all", "none"))
     image_size: int = _opt(448, "input side in pixels")
