@@ -18,6 +18,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -491,3 +492,18 @@ def test_a_lone_surrogate_in_a_jsonl_class_name_is_one_line(tmp_path, tiny_datas
     out = ["--out", str(tmp_path / "labels.csv"), "--names", str(tmp_path / "names.txt")]
     assert main(["labels", "--train", str(manifest), "--test", str(manifest), *out]) == 2
     assert "odd.jsonl:1: \\ud800 is half a UTF-16 pair" in _one_error_line(capsys)
+
+
+def test_a_jpeg_with_a_corrupt_scan_is_named_in_its_warning(tmp_path, capfd):
+    from PIL import Image
+
+    from sarb.data.dataset import read_image
+
+    path = tmp_path / "broken_scan.jpg"
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + b"\xff\xd9")  # the scan ends half way
+    assert read_image(path).shape == (3, 64, 64)
+    err = capfd.readouterr().err.splitlines()
+    assert err == [f"sarb: warning: {path}: Corrupt JPEG data: premature end of data segment"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,12 +132,41 @@ def read_image(path: Path) -> torch.Tensor:
             pass
         try:
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            with warnings.catch_warnings():  # the deprecation notice, once per image otherwise
+            with warnings.catch_warnings(), _libjpeg_warnings(path):  # (deprecation notice)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return decode_jpeg(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         except RuntimeError:  # truncated or unusual: Pillow decodes it or says why it cannot
             pass
     return pil_to_tensor(load_rgb(path))
+
+
+_stderr_pipe: tuple[int, int] | None = None
+"""This process's pipe that libjpeg's messages are caught in (made on first use)."""
+
+
+@contextlib.contextmanager
+def _libjpeg_warnings(path: Path) -> Iterator[None]:
+    """libjpeg prints its warnings (``Corrupt JPEG data: premature end of data segment``: the
+    image decodes, partly grey) on the C stderr without a file name; they are caught here and
+    printed again as ``sarb: warning: <path>: ...``."""
+    global _stderr_pipe
+    if _stderr_pipe is None:
+        _stderr_pipe = os.pipe()
+        for fd in _stderr_pipe:  # a full pipe drops messages instead of stopping the decoder
+            os.set_blocking(fd, False)
+    saved = os.dup(2)
+    os.dup2(_stderr_pipe[1], 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        try:
+            caught = os.read(_stderr_pipe[0], 65536).decode("utf-8", "replace")
+        except BlockingIOError:  # nothing was printed: the usual case
+            caught = ""
+        for line in caught.splitlines():
+            print(f"sarb: warning: {path}: {line}", file=sys.stderr)
 
 
 def drop_unreadable(data: LabelledImages) -> tuple[LabelledImages, list[Path]]:
