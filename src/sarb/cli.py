@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sarb import __version__
 from sarb.errors import SarbError
+from sarb.files import atomic_write
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -231,8 +232,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         for name, ap in zip(predictor.class_names, result["ap_per_class"], strict=True):
             print(f"  {name:<{width}}  {'-' if ap is None else f'{ap:.1f}'}")
     if args.out:
-        from sarb.files import atomic_write
-
         atomic_write(args.out, json.dumps(result, indent=2) + "\n", fsync=False)
     return 0
 
@@ -278,10 +277,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             record = {"image": str(path), "labels": pos, "scores": scored}
             buf.write(json.dumps(record) + "\n")
     if args.out:
-        try:
-            Path(args.out).write_text(buf.getvalue())
-        except OSError as exc:
-            raise SarbError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+        atomic_write(args.out, buf.getvalue(), fsync=False)
         print(f"{args.out}: predictions for {len(done)} images", file=sys.stderr)
     else:
         sys.stdout.write(buf.getvalue())
@@ -381,10 +377,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
         )
     write_labels(args.out, data.labels, args.encoding)
     if args.names:
-        try:
-            Path(args.names).write_text("".join(f"{n}\n" for n in data.class_names))
-        except OSError as exc:
-            raise SarbError(f"{args.names}: cannot write ({exc.strerror or exc})") from None
+        atomic_write(args.names, "".join(f"{n}\n" for n in data.class_names), fsync=False)
     print(
         f"{args.out}: {len(data)} x {data.num_classes} labels of {cfg.dataset} {args.split}"
         f" ({args.encoding} encoding)",
