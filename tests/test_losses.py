@@ -165,6 +165,8 @@ def test_reference_pairs_keep_positives_2p_random_and_p_hardest_of_each_negative
         assert pos_neg.sum() == 3 and neg_neg.sum() == 3  # 2P random + P hardest each
         assert count[0, 0, 5] >= 1 and count[1, 3, 4] >= 1  # the hardest are always kept
         assert count.tril().sum() == 0  # pairs n < m only
+        without = contrastive_pair_counts(cos, targets, "no-neg-neg")
+        assert without[0, :2, 2:].sum() == 3 and without[0, 2:, 2:].sum() == without[1].sum() == 0
 
 
 def test_reference_pairs_small_sets_whole_and_no_positive_pair_means_all() -> None:

@@ -114,8 +114,9 @@ class TrainConfig:
     contrastive_negatives: str = _opt(
         "reference",
         "pairs of the contrastive loss: reference (the authors' code: all positive pairs, 3P of"
-        " each negative kind) or all (every pair, the paper's text)",
-        ("reference", "all"),
+        " each negative kind), all (every pair, the paper's text) or no-neg-neg (reference"
+        " without pairs of two negatives)",
+        ("reference", "all", "no-neg-neg"),
     )
     contrastive_warmup: bool = _opt(
         True, "ramp the contrastive weight from 0 to lambda over the first epoch (authors' code)"

@@ -90,7 +90,7 @@ def partial_bce_durand(logits: Tensor, targets: Tensor) -> Tensor:
     return per_image.mean()
 
 
-CONTRASTIVE_PAIRS = ("reference", "all")
+CONTRASTIVE_PAIRS = ("reference", "all", "no-neg-neg")
 
 
 def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "reference") -> Tensor:
@@ -109,6 +109,8 @@ def contrastive_loss(features: Tensor, targets: Tensor, negatives: str = "refere
       ``1 + cos``), so a term can count twice. With P = 0 every term counts.
     - ``"all"``: every known pair (the paper's text). Negative-negative terms then dominate, and
       ``1 + cos`` cannot be small for all pairs of negatives at once.
+    - ``"no-neg-neg"``: ``"reference"`` without the negative-negative set: two negatives of a
+      class are not pushed apart.
 
     features: (B, C, D); targets: (B, C). Returns a scalar. Never waits for the device.
     """
@@ -137,6 +139,8 @@ def contrastive_pair_counts(cos: Tensor, targets: Tensor, negatives: str) -> Ten
         return pairs.to(cos.dtype)
     either_pos = pos[:, :, None] | pos[:, None, :]  # (C, B, B)
     both_pos = pairs & pos[:, :, None] & pos[:, None, :]
+    if negatives == "no-neg-neg":
+        pairs = pairs & either_pos
     p = both_pos.sum()  # 0-d, stays on the device
     hardness = cos.flatten()
     count = both_pos.flatten().to(cos.dtype)
