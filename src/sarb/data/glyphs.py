@@ -36,7 +36,7 @@ from sarb.errors import SarbError
 
 GLYPHS_VERSION = "v1"
 DEFAULT_SIZES: dict[str, int] = {"train": 6000, "val": 1000, "test": 3000}
-DEFAULT_IMAGE_SIZE = 128
+DEFAULT_IMAGE_SIZE = 160
 
 SYMBOLS: dict[str, str] = {
     "star": "\u2605",
@@ -83,6 +83,7 @@ def _definition() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _CLASS_PRIOR, _SCENE_PRIOR, _SCENE_CLASS_P = _definition()
 _NUM_OBJECTS_P = np.array([0.12, 0.25, 0.27, 0.18, 0.11, 0.07])  # 1..6 objects, mean ~3
 _MAX_OVERLAP = 0.25
+_SIDE = (35, 64)  # symbol height range in pixels at 128 px (x 1.25 at 160); smaller when crowded
 
 
 def glyphs_root(cache_dir: str | Path | None = None) -> Path:
@@ -221,7 +222,7 @@ def _render_scene(rng: np.random.Generator, grid: Grid) -> tuple[Image.Image, li
     canvas = Image.fromarray(synthetic.background(rng, grid, saturation=0.3))
     _draw_clutter(rng, canvas, grid, int(rng.integers(1, 5)))
     symbols, hues = list(SYMBOLS.values()), list(COLOURS.values())
-    lo, hi = round(22 * scale), round((46 - 3 * n) * scale)
+    lo, hi = round(_SIDE[0] * scale), round((_SIDE[1] - 3 * n) * scale)
     boxes: list[tuple[int, int, int, int]] = []
     present: list[int] = []
     for c in classes.tolist():
