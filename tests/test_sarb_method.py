@@ -263,3 +263,15 @@ def test_contrastive_weight_ramps_over_the_first_epoch_only() -> None:
     steady = _method("sarb", contrastive_warmup=False)
     steady.on_step(0, 0.0)
     assert float(steady.augmentations["contrastive"].penalty_scale()) == pytest.approx(0.05)
+
+
+def test_the_backbone_trains_at_its_own_learning_rate() -> None:
+    method = _method("ssgrl", trainable="all")
+    plain = method.param_groups(1e-3)
+    assert len(plain) == 1  # one learning rate for all
+    groups = method.param_groups(1e-3, backbone_lr_mult=0.1)
+    backbone = {id(p) for p in method.model.backbone.parameters()}
+    assert [g.get("lr") for g in groups] == [None, pytest.approx(1e-4)]
+    assert {id(p) for p in groups[1]["params"]} == backbone
+    assert backbone.isdisjoint(id(p) for p in groups[0]["params"])
+    assert sum(len(g["params"]) for g in groups) == len(plain[0]["params"])

@@ -100,6 +100,9 @@ class TrainConfig:
     batch_size: int = _opt(16, "images per step")
     lr: float = _opt(1e-5, "Adam learning rate")
     weight_decay: float = _opt(5e-4, "Adam weight decay")
+    backbone_lr_mult: float = _opt(
+        1.0, "learning-rate multiplier of the backbone's trainable layers (fine-tuning)"
+    )
     lr_step: int = _opt(10, "divide the learning rate by 10 every this many epochs")
     crop_flip: bool = _opt(True, "random crop and flip of the paper's recipe during training")
     feature_cache: bool = _opt(
@@ -210,6 +213,8 @@ class TrainConfig:
                 raise SarbError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.role_lr_mult <= 0:
             raise SarbError(f"--role-lr-mult must be > 0, got {self.role_lr_mult}")
+        if self.backbone_lr_mult <= 0:
+            raise SarbError(f"--backbone-lr-mult must be > 0, got {self.backbone_lr_mult}")
         if not 0.0 < self.splc_tau < 1.0:
             raise SarbError(f"--splc-tau must be in (0, 1), got {self.splc_tau}")
         if not 0.0 <= self.ll_delta <= 100.0:

@@ -102,8 +102,8 @@ def _fit_in(run: RunDir, cfg: TrainConfig, dist_info: distributed.DistInfo, devi
     train_loader = loader("train", train=True, gen=generator)
     plain_train_loader = loader("train", train=False)
     val_loader = loader("val", train=False)
-    optimizer = torch.optim.Adam(method.param_groups(cfg.lr), cfg.lr, betas=(0.9, 0.999),
-                                 weight_decay=cfg.weight_decay)  # fmt: skip
+    groups = method.param_groups(cfg.lr, cfg.backbone_lr_mult)
+    optimizer = torch.optim.Adam(groups, cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=0.1)
     best_map, best_epoch, step, start_epoch, skipped_total = -1.0, -1, 0, 0, 0
     rank_epochs = splits.can_rank_epochs()  # else every epoch replaces best.pt: the last is kept

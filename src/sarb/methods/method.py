@@ -85,13 +85,21 @@ class Method(nn.Module):
         starts = [a.start for a in self.augmentations.values() if a.blends]
         return min(starts) if starts else None
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+    def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
         """The optimiser's parameter groups: every trainable parameter at ``lr``, except the
-        loss's own (ROLE's label estimates) at ``lr * loss.lr_mult``."""
+        backbone's at ``lr * backbone_lr_mult`` (fine-tuning a pretrained backbone gently) and
+        the loss's own (ROLE's label estimates) at ``lr * loss.lr_mult``. The first group is the
+        head's, whose learning rate is the one logged."""
         own = {id(p) for p in self.loss.parameters()}
+        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        if backbone_lr_mult == 1.0:
+            backbone = []
+        skip = own | {id(p) for p in backbone}
         groups = [
-            {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in own]}
+            {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in skip]}
         ]
+        if backbone:
+            groups.append({"params": backbone, "lr": lr * backbone_lr_mult})
         if own:
             groups.append({"params": list(self.loss.parameters()), "lr": lr * self.loss.lr_mult})
         return groups
