@@ -92,3 +92,38 @@ def test_npy(tmp_path):
 def test_unknown_source():
     with pytest.raises(SarbError, match="fasttext"):
         class_embeddings(["a"], "fasttext")
+
+
+def test_fixed_vectors_are_standardised_for_the_head_and_stored_as_given() -> None:
+    import torch
+
+    from sarb.models.embeddings import ClassEmbeddings
+
+    rng = np.random.default_rng(0)
+    common = 3.0 * rng.normal(size=50)
+    vectors = (common + 0.5 * rng.normal(size=(6, 50))).astype(np.float32)  # cos ~ 0.97
+    cos = lambda w: torch.nn.functional.cosine_similarity(w[:, None], w[None], dim=-1)  # noqa: E731
+    off = ~torch.eye(6, dtype=torch.bool)
+    raw = ClassEmbeddings(6, vectors)
+    assert cos(raw())[off].min() > 0.9  # every class looks alike to the attention
+    std = ClassEmbeddings(6, vectors, standardise=True)
+    w = std()
+    assert torch.allclose(w.mean(0), torch.zeros(50), atol=1e-5)
+    assert float(w.std()) == pytest.approx(1.0, rel=1e-5)
+    assert cos(w)[off].abs().max() < 0.7  # centred: the shared direction is gone
+    assert torch.equal(std.state_dict()["weight"], torch.as_tensor(vectors))  # stored as given
+    one = ClassEmbeddings(1, vectors[:1], standardise=True)  # one class: nothing to centre on
+    assert torch.equal(one(), torch.as_tensor(vectors[:1]))
+    learned = ClassEmbeddings(6, None, standardise=True)
+    assert learned() is learned.weight
+
+
+def test_a_checkpoint_from_before_the_setting_uses_its_vectors_as_given(tmp_path) -> None:
+    import torch
+
+    from sarb.checkpoint import load_checkpoint
+
+    path = tmp_path / "old.pt"
+    torch.save({"format": 2, "model": {}, "config": {"feat_dim": 8}}, path)
+    config = load_checkpoint(path)["config"]
+    assert config["class_embedding_norm"] == "none" and config["classifier_dim"] == 16

@@ -22,8 +22,9 @@ follows the old parameter order):
 - ``class_embeddings`` (fixed or learned) is inferred as sarb 0.1 did: ``--embeddings learned``,
   or ``auto`` with other than GloVe's 50 columns, were learned; the rest fixed.
 
-A config without ``classifier_dim`` (any checkpoint written before it existed) had a csrl head
-whose ``o_c`` has ``2 x feat_dim`` channels; it is loaded so.
+Checkpoints written before a setting existed are loaded as they were trained: without
+``classifier_dim`` the csrl head's ``o_c`` had ``2 x feat_dim`` channels; without
+``class_embedding_norm`` fixed class vectors were used as given (``none``).
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload = migrate(payload)
     elif version != FORMAT:
         raise SarbError(f"{path}: checkpoint format {version!r} is not one this sarb reads")
-    if "classifier_dim" not in payload["config"]:  # written before the setting existed
-        feat_dim = payload["config"].get("feat_dim", 1024)
-        if isinstance(feat_dim, int):
-            payload["config"] = {**payload["config"], "classifier_dim": 2 * feat_dim}
+    config = payload["config"]
+    if "classifier_dim" not in config and isinstance(config.get("feat_dim", 1024), int):
+        payload["config"] = config = {**config, "classifier_dim": 2 * config.get("feat_dim", 1024)}
+    if "class_embedding_norm" not in config:
+        payload["config"] = {**config, "class_embedding_norm": "none"}
     return payload
 
 

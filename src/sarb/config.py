@@ -35,7 +35,7 @@ class TrainConfig:
     (docs/method.md#training-recipe)."""
 
     # data
-    dataset: str = _opt("demo", "dataset: demo, manifest, or a paper dataset (see README)")
+    dataset: str = _opt("demo", "dataset: demo, glyphs, manifest, or a paper dataset (see README)")
     train: str | None = _opt(None, "training manifest (.csv or .jsonl), for --dataset manifest")
     val: str | None = _opt(None, "validation manifest; without it a split is carved from --train")
     test: str | None = _opt(None, "test manifest, for --dataset manifest")
@@ -89,6 +89,11 @@ class TrainConfig:
     trainable: str = _opt("paper", "backbone layers that train", ("paper", "all", "none"))
     image_size: int = _opt(448, "input side in pixels")
     embeddings: str = _opt("auto", "class-name embeddings: auto, glove, learned, or a .npy path")
+    class_embedding_norm: str = _opt(
+        "standardise",
+        "fixed class vectors centred and scaled to unit variance (standardise) or as given (none)",
+        ("standardise", "none"),
+    )
     feat_dim: int = _opt(1024, "channels of the 1x1 conv neck before CSRL")
     neck_pool: int = _opt(2, "average-pool factor of the neck (2: 14x14 -> 7x7 at 448)")
     hidden_dim: int = _opt(512, "hidden size of semantic decoupling's attention")

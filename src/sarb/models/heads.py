@@ -56,6 +56,13 @@ def _label_graph(info: Any, build: Any) -> Tensor:
     return build(info.train_labels)
 
 
+def _embeddings(cfg: Any, info: Any) -> ClassEmbeddings:
+    """The head's class embeddings: ``info``'s fixed vectors (standardised unless
+    ``--class-embedding-norm none``) or learned ones."""
+    standardise = cfg.class_embedding_norm == "standardise"
+    return ClassEmbeddings(info.num_classes, info.class_embeddings, standardise)
+
+
 class PerClassLinear(nn.Module):
     """One linear classifier per class: ``logits[b, c] = <w_c, x[b, c]> + bias_c``.
 
@@ -129,7 +136,7 @@ class CSRLHead(Head):
         super().__init__()
         c, d = info.num_classes, cfg.feat_dim
         self.neck = Neck(in_channels, d, cfg.neck_pool)
-        self.embeddings = ClassEmbeddings(c, info.class_embeddings)
+        self.embeddings = _embeddings(cfg, info)
         if cfg.attention == "sam":
             self.csrl = SemanticAttention(d, c)
         else:
@@ -164,7 +171,7 @@ class GCNHead(Head):
         super().__init__()
         d = cfg.feat_dim
         self.neck = Neck(in_channels, d, cfg.neck_pool)
-        self.embeddings = ClassEmbeddings(info.num_classes, info.class_embeddings)
+        self.embeddings = _embeddings(cfg, info)
         self.register_buffer("adjacency", _label_graph(info, mlgcn_adjacency))  # (C, C)
         self.gcn = GCNClassifier(self.embeddings.dim, max(d // 2, 1), d)
 
@@ -209,7 +216,7 @@ class KGGRHead(Head):
         super().__init__()
         c, d = info.num_classes, cfg.feat_dim
         self.neck = Neck(in_channels, d, cfg.neck_pool)
-        self.embeddings = ClassEmbeddings(c, info.class_embeddings)
+        self.embeddings = _embeddings(cfg, info)
         e = self.embeddings.dim
         self.register_buffer("adjacency", _label_graph(info, adjacency_from_labels))  # (C, C)
         # graph-based feature propagation
