@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -241,22 +242,28 @@ def run_example(
     with open(log, "w") as out:
         out.write(f"$ {example.one_line}\n")
         out.flush()
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # a timeout stops the example's own processes only
+        )
         try:
-            result = subprocess.run(
-                command,
-                cwd=cwd,
-                env=env,
-                input=stdin,
-                text=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
-            passed = result.returncode == 0
+            proc.communicate(stdin, timeout=timeout)
+            passed = proc.returncode == 0
             if not passed:
-                out.write(f"\nexit status {result.returncode}\n")
+                out.write(f"\nexit status {proc.returncode}\n")
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             out.write(f"\ntimed out after {timeout} s\n")
             passed = False
     return passed, time.perf_counter() - start
