@@ -410,3 +410,23 @@ def test_methods_of_one_family_share_a_line_style_and_differ_by_marker() -> None
     assert styles[2]["linestyle"] == styles[3]["linestyle"] == "--"
     assert styles[4]["linestyle"] == ":"
     assert len({styles[i]["marker"] for i in (0, 1, 5)}) == 3  # three csrl methods, 3 markers
+
+
+def test_table_gives_per_seed_paired_differences_to_ssgrl_and_the_validation_map() -> None:
+    from sarb.report import format_table, paired_difference
+
+    def row(method: str, seed: int, test: float, val: float) -> dict:
+        return {"dataset": "demo", "method": method, "known": 0.1, "seed": seed, "mAP": test,
+                "val_mAP": val, "ap_definition": "voc"}  # fmt: skip
+
+    # seed noise (shared by both methods) is large, the paired effect small and steady
+    rows = [row("sarb", 0, 41.0, 40.0), row("sarb", 1, 51.5, 50.0), row("sarb", 2, 46.0, 45.0),
+            row("ssgrl", 0, 40.0, 39.0), row("ssgrl", 1, 50.0, 49.0)]  # fmt: skip
+    diff = paired_difference(rows, "sarb", "ssgrl", 0.1)
+    assert (diff.n, diff.mean) == (2, pytest.approx(1.25))  # seed 2: no ssgrl run to pair with
+    assert diff.std == pytest.approx(np.std([1.0, 1.5], ddof=1))
+    table = format_table(rows)
+    assert "paired differences of test mAP to ssgrl" in table
+    assert "| sarb | +1.2 ± 0.4 | 45.0 ± 5.0 |" in table
+    assert "| ssgrl |  | 44.0 ± 7.1 |" in table
+    assert "paired" not in format_table([r for r in rows if r["method"] == "sarb"])

@@ -14,6 +14,9 @@ Files in a sweep directory DIR (written by ``sarb sweep`` after every cell, and 
   mean over seeds, "± s" the sample standard deviation over seeds (shown with two seeds or
   more). "Avg." is the mean of the row's per-proportion means; its "± s" is the std over
   seeds of each seed's own average (seeds that have every proportion of the row).
+  When it has two methods or more and two seeds or more, a second table gives each method's
+  per-seed paired difference of test mAP to ``ssgrl`` (else the first method) and the mean
+  validation mAP of the selected epochs.
 - ``map_vs_known.png``: mAP against the known proportion, one line per method, error bars the
   std over seeds (the paper's Figure 3).
 - ``loss_curves.png``: the per-epoch mean training loss from each run's ``log.jsonl`` (seed 0,
@@ -242,10 +245,11 @@ def _value(rows: Sequence[dict[str, Any]], known: Known, seed: int, metric: str)
     return float(np.mean(vals)) if vals else None
 
 
-def _fmt(s: Stat, mark: str = "") -> str:
+def _fmt(s: Stat, mark: str = "", signed: bool = False) -> str:
     if s.n == 0 or not math.isfinite(s.mean):
         return "-"
-    text = f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
+    mean = f"{s.mean:+.1f}" if signed else f"{s.mean:.1f}"
+    text = mean if s.std is None else f"{mean} ± {s.std:.1f}"
     return text + mark
 
 
@@ -333,7 +337,57 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
         )
     if partial_row:
         notes.append("†: the average over fewer proportions than the table's.")
-    return [f"## {dataset}", "", caption, "", *lines, "", *(f"- {n}" for n in notes), ""]
+    out = [f"## {dataset}", "", caption, "", *lines, "", *(f"- {n}" for n in notes), ""]
+    return out + _paired_section(rows, knowns, [s.method for s in summaries])
+
+
+PAIRED_BASELINE = "ssgrl"
+"""The method the paired differences of ``table.md`` are taken to (else the sweep's first)."""
+
+
+def paired_difference(
+    rows: Sequence[dict[str, Any]], method: str, baseline: str, known: Known, metric: str = "mAP"
+) -> Stat:
+    """Mean ± std over the seeds that both methods have of ``method`` minus ``baseline``: the
+    comparison of two methods that seed noise (shared by both through the seed) hides least."""
+    ours = [r for r in rows if r["method"] == method]
+    theirs = [r for r in rows if r["method"] == baseline]
+    seeds = sorted({r["seed"] for r in ours} & {r["seed"] for r in theirs})
+    diffs = []
+    for seed in seeds:
+        a, b = _value(ours, known, seed, metric), _value(theirs, known, seed, metric)
+        if a is not None and b is not None:
+            diffs.append(a - b)
+    return stat(diffs)
+
+
+def _paired_section(
+    rows: Sequence[dict[str, Any]], knowns: list[Known], methods: list[str]
+) -> list[str]:
+    """Per-seed paired differences to the baseline and the validation mAP, per proportion."""
+    seeds = {r["seed"] for r in rows}
+    if len(methods) < 2 or len(seeds) < 2:
+        return []
+    baseline = PAIRED_BASELINE if PAIRED_BASELINE in methods else methods[0]
+    header = ["method"]
+    for k in knowns:
+        header += [f"{_pct(k)} test - {baseline}", f"{_pct(k)} val mAP"]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for method in methods:
+        cells = [method]
+        mine = [r for r in rows if r["method"] == method]
+        for k in knowns:
+            diff = paired_difference(rows, method, baseline, k)
+            cells.append("" if method == baseline else _fmt(diff, signed=True))
+            vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
+            cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
+        lines.append("| " + " | ".join(cells) + " |")
+    caption = (
+        f"Per-seed paired differences of test mAP to {baseline} (mean ± std over the seeds both"
+        " have; an effect smaller than its std is within the seed noise), and the validation mAP"
+        " of the selected epochs, on which methods are to be chosen."
+    )
+    return [caption, "", *lines, ""]
 
 
 def _figure(ncols: int, width: float = 6.4, height: float = 4.4):
