@@ -540,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)  # every `sarb train` flag; the grid flags below replace four
     p.add_argument(
         "--config",
-        help="YAML file (or packaged config name: quick, demo, paper, sweep_paper); may hold a"
-        " 'sweep:' section (methods, known, seeds)",
+        help="YAML file (or packaged config name: quick, demo, glyphs, paper, sweep_paper); may"
+        " hold a 'sweep:' section (methods, known, seeds)",
     )
     p.add_argument("--methods", "--method", dest="methods",
                    help="comma-separated methods, or 'all' (see `sarb methods`)")  # fmt: skip

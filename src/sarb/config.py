@@ -273,8 +273,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     parser.add_argument(
         "--config",
-        help="YAML file whose keys mirror these flags, or a packaged config: demo, quick, paper, "
-        "paper_coco, paper_voc, paper_vg200, paper_nuswide",
+        help="YAML file whose keys mirror these flags, or a packaged config: demo, quick, "
+        "glyphs, glyphs_finetune, paper, paper_coco, paper_voc, paper_vg200, paper_nuswide",
     )
     group: Any = parser
     for f in dataclasses.fields(TrainConfig):
