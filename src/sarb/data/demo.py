@@ -33,9 +33,7 @@ from sarb.data.synthetic import (
     pairs_by_lift,
     place,
     read_labels,
-    write_manifest,
 )
-from sarb.errors import SarbError
 
 DEMO_VERSION = "v1"
 DEMO_CLASSES: list[str] = [
@@ -102,10 +100,7 @@ def build_demo(
     only once every file and the ``COMPLETE`` marker are written. Returns ``root``.
     """
     sizes = synthetic.check_sizes(sizes, DEFAULT_SIZES, "demo")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SarbError(f"demo seed must be a non-negative integer, got {seed!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-        raise SarbError(f"demo image_size must be an integer >= 32, got {image_size!r}")
+    synthetic.check_build("demo", seed, image_size, 32)
     params = _build_params(seed, sizes, image_size)
     return synthetic.build_once(
         Path(root), params, lambda out: _write_dataset(out, seed, sizes, image_size), "demo"
@@ -142,24 +137,11 @@ def _write_dataset(out: Path, seed: int, sizes: dict[str, int], image_size: int)
     pools = _split_pools(targets, seed)
     grid = _Grid(image_size)
 
-    labels_by_split: dict[str, np.ndarray] = {}
-    for split in SPLITS:
-        folder = out / "images" / split
-        folder.mkdir(parents=True)
-        pool = pools[split]
-        labels = np.full((sizes[split], len(DEMO_CLASSES)), -1, dtype=np.int8)
-        rows = []
-        for i in range(sizes[split]):
-            rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
-            img, present = _render_scene(rng, images, pool, grid)
-            labels[i, present] = 1
-            rel = f"images/{split}/{i:05d}.jpg"
-            img.save(out / rel, format="JPEG", quality=JPEG_QUALITY)
-            rows.append([rel, *labels[i].tolist()])
-        write_manifest(out / f"{split}.csv", DEMO_CLASSES, rows)
-        labels_by_split[split] = labels
+    def render(split: str, i: int) -> tuple[Image.Image, list[int]]:
+        rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
+        return _render_scene(rng, images, pools[split], grid)
 
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in DEMO_CLASSES))
+    labels_by_split = synthetic.write_splits(out, DEMO_CLASSES, sizes, render)
     readme = _readme(seed, sizes, image_size, label_statistics(labels_by_split, DEMO_CLASSES))
     (out / "README.txt").write_text(readme)
 

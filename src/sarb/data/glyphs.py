@@ -32,7 +32,6 @@ from sarb.data import synthetic
 from sarb.data.manifest import read_manifest
 from sarb.data.sources import DATASETS, Source, cache_root
 from sarb.data.synthetic import JPEG_QUALITY, SPLIT_CODES, SPLITS, Grid
-from sarb.errors import SarbError
 
 GLYPHS_VERSION = "v1"
 DEFAULT_SIZES: dict[str, int] = {"train": 6000, "val": 1000, "test": 3000}
@@ -112,10 +111,7 @@ def build_glyphs(
     test 3000). Returns ``root``.
     """
     sizes = synthetic.check_sizes(sizes, DEFAULT_SIZES, "glyphs")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SarbError(f"glyphs seed must be a non-negative integer, got {seed!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 48:
-        raise SarbError(f"glyphs image_size must be an integer >= 48, got {image_size!r}")
+    synthetic.check_build("glyphs", seed, image_size, 48)
     params = _params(seed, sizes, image_size)
     return synthetic.build_once(
         Path(root), params, lambda out: _write_dataset(out, seed, sizes, image_size), "glyphs"
@@ -134,21 +130,11 @@ def _params(seed: int, sizes: dict[str, int], image_size: int) -> dict:
 
 def _write_dataset(out: Path, seed: int, sizes: dict[str, int], image_size: int) -> None:
     grid = Grid(image_size)
-    labels_by_split: dict[str, np.ndarray] = {}
-    for split in SPLITS:
-        (out / "images" / split).mkdir(parents=True)
-        labels = np.full((sizes[split], len(CLASSES)), -1, dtype=np.int8)
-        rows = []
-        for i in range(sizes[split]):
-            rng = np.random.default_rng([seed, 7, SPLIT_CODES[split], i])
-            img, present = _render_scene(rng, grid)
-            labels[i, present] = 1
-            rel = f"images/{split}/{i:05d}.jpg"
-            img.save(out / rel, format="JPEG", quality=JPEG_QUALITY)
-            rows.append([rel, *labels[i].tolist()])
-        synthetic.write_manifest(out / f"{split}.csv", CLASSES, rows)
-        labels_by_split[split] = labels
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
+
+    def render(split: str, i: int) -> tuple[Image.Image, list[int]]:
+        return _render_scene(np.random.default_rng([seed, 7, SPLIT_CODES[split], i]), grid)
+
+    labels_by_split = synthetic.write_splits(out, CLASSES, sizes, render)
     stats = synthetic.label_statistics(labels_by_split, CLASSES)
     (out / "README.txt").write_text(_readme(seed, sizes, image_size, stats))
 

@@ -92,6 +92,41 @@ def check_sizes(
     return out
 
 
+def check_build(what: str, seed: object, image_size: object, min_size: int) -> None:
+    """One-line SarbErrors for a build seed that is not a non-negative integer and an image
+    size that is not an integer >= ``min_size``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SarbError(f"{what} seed must be a non-negative integer, got {seed!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < min_size:
+        raise SarbError(f"{what} image_size must be an integer >= {min_size}, got {image_size!r}")
+
+
+Render = Callable[[str, int], tuple[Image.Image, list[int]]]
+"""``render(split, i)``: image ``i`` of ``split`` and its present classes (indices)."""
+
+
+def write_splits(
+    out: Path, class_names: Sequence[str], sizes: dict[str, int], render: Render
+) -> dict[str, np.ndarray]:
+    """Render every image of every split into ``out/images/<split>/<i>.jpg``, write each split's
+    manifest and ``classes.txt``; returns the complete labels (N, C) in {1, -1} per split."""
+    labels_by_split: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        (out / "images" / split).mkdir(parents=True)
+        labels = np.full((sizes[split], len(class_names)), -1, dtype=np.int8)
+        rows = []
+        for i in range(sizes[split]):
+            img, present = render(split, i)
+            labels[i, present] = 1
+            rel = f"images/{split}/{i:05d}.jpg"
+            img.save(out / rel, format="JPEG", quality=JPEG_QUALITY)
+            rows.append([rel, *labels[i].tolist()])
+        write_manifest(out / f"{split}.csv", class_names, rows)
+        labels_by_split[split] = labels
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in class_names))
+    return labels_by_split
+
+
 def write_manifest(path: Path, class_names: Sequence[str], rows: list[list]) -> None:
     """A complete-label manifest: header ``image,<classes>``, then ``rel_path,1|-1,...``."""
     with open(path, "w", newline="") as f:
