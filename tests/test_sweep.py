@@ -163,7 +163,9 @@ def test_a_failing_cell_is_reported_and_the_others_run(
 
 
 def _table_rows(text: str) -> dict[str, list[str]]:
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    """The rows of the first table of ``text`` (the results; the paired differences follow)."""
+    first = text[text.index("| ") :].split("\n\n")[0]
+    lines = [line for line in first.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for line in lines[1:]:
