@@ -624,6 +624,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sarb: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # under torchrun: leave the process group before exit; a gloo group left to the
+        # interpreter's teardown can abort a rank after a finished run (seen: exit code -6)
+        from sarb import distributed
+
+        distributed.shutdown()
 
 
 if __name__ == "__main__":
