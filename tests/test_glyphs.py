@@ -31,7 +31,7 @@ def test_layout_and_determinism(small, tmp_path) -> None:
     assert (small / synthetic.MARKER).is_file()
     assert (small / "classes.txt").read_text().split("\n")[:-1] == CLASSES
     for split, n in SMALL.items():
-        labels = synthetic.read_labels(small / f"{split}.csv", CLASSES)
+        labels = synthetic.split_labels(small, CLASSES)[split]
         assert labels.shape == (n, 48) and set(np.unique(labels)) <= {1, -1}
         assert (labels == 1).sum(1).min() >= 1  # every image shows at least one labelled symbol
         with Image.open(small / "images" / split / "00000.jpg") as img:

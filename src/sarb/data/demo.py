@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sarb.data import synthetic
-from sarb.data.manifest import read_manifest
 from sarb.data.sources import DATASETS, Source, cache_root
 from sarb.data.synthetic import (
     JPEG_QUALITY,
@@ -32,7 +31,6 @@ from sarb.data.synthetic import (
     local_luminance,
     pairs_by_lift,
     place,
-    read_labels,
 )
 
 DEMO_VERSION = "v1"
@@ -115,9 +113,7 @@ def demo_statistics(root: Path) -> dict:
     ``cooccurrence`` (C x C image counts, diagonal = class counts) and ``lift``
     (P(i, j) / (P(i) P(j)); > 1 means the pair appears together more than chance).
     """
-    root = Path(root)
-    labels = {split: read_labels(root / f"{split}.csv", DEMO_CLASSES) for split in SPLITS}
-    return label_statistics(labels, DEMO_CLASSES)
+    return label_statistics(synthetic.split_labels(root, DEMO_CLASSES), DEMO_CLASSES)
 
 
 # ---------------------------------------------------------------------------- build helpers
@@ -344,7 +340,4 @@ def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> s
 @DATASETS.register("demo")
 def demo_source(cfg: Any) -> Source:
     """The embedded demo dataset (built on first use in the cache folder)."""
-    root = ensure_demo(cfg.cache_dir)
-    train = read_manifest(root / "train.csv")
-    val = read_manifest(root / "val.csv", train.class_names)
-    return Source("demo", train, val, read_manifest(root / "test.csv", train.class_names))
+    return synthetic.read_splits(ensure_demo(cfg.cache_dir), "demo")

@@ -29,7 +29,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sarb.data import synthetic
-from sarb.data.manifest import read_manifest
 from sarb.data.sources import DATASETS, Source, cache_root
 from sarb.data.synthetic import JPEG_QUALITY, SPLIT_CODES, SPLITS, Grid
 
@@ -120,8 +119,7 @@ def build_glyphs(
 
 def glyphs_statistics(root: Path) -> dict:
     """Label statistics of a built benchmark (see :func:`sarb.data.synthetic.label_statistics`)."""
-    labels = {s: synthetic.read_labels(Path(root) / f"{s}.csv", CLASSES) for s in SPLITS}
-    return synthetic.label_statistics(labels, CLASSES)
+    return synthetic.label_statistics(synthetic.split_labels(root, CLASSES), CLASSES)
 
 
 def _params(seed: int, sizes: dict[str, int], image_size: int) -> dict:
@@ -253,7 +251,4 @@ def _readme(seed: int, sizes: dict[str, int], image_size: int, stats: dict) -> s
 @DATASETS.register("glyphs")
 def glyphs_source(cfg: Any) -> Source:
     """The embedded glyphs benchmark (built on first use in the cache folder)."""
-    root = ensure_glyphs(cfg.cache_dir)
-    train = read_manifest(root / "train.csv")
-    val = read_manifest(root / "val.csv", train.class_names)
-    return Source("glyphs", train, val, read_manifest(root / "test.csv", train.class_names))
+    return synthetic.read_splits(ensure_glyphs(cfg.cache_dir), "glyphs")

@@ -8,7 +8,6 @@ build with other parameters is redone.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -19,6 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sarb.data.dataset import LabelledImages
+from sarb.data.manifest import read_manifest, write_manifest_csv
+from sarb.data.sources import Source
 from sarb.errors import SarbError
 
 SPLITS = ("train", "val", "test")
@@ -114,41 +116,32 @@ def write_splits(
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True)
         labels = np.full((sizes[split], len(class_names)), -1, dtype=np.int8)
-        rows = []
+        images = []
         for i in range(sizes[split]):
             img, present = render(split, i)
             labels[i, present] = 1
-            rel = f"images/{split}/{i:05d}.jpg"
-            img.save(out / rel, format="JPEG", quality=JPEG_QUALITY)
-            rows.append([rel, *labels[i].tolist()])
-        write_manifest(out / f"{split}.csv", class_names, rows)
+            images.append(out / "images" / split / f"{i:05d}.jpg")
+            img.save(images[-1], format="JPEG", quality=JPEG_QUALITY)
+        data = LabelledImages(images, labels, list(class_names), split)
+        write_manifest_csv(out / f"{split}.csv", data)
         labels_by_split[split] = labels
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in class_names))
     return labels_by_split
 
 
-def write_manifest(path: Path, class_names: Sequence[str], rows: list[list]) -> None:
-    """A complete-label manifest: header ``image,<classes>``, then ``rel_path,1|-1,...``."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["image", *class_names])
-        writer.writerows(rows)
+def read_splits(root: Path, name: str) -> Source:
+    """The complete-label splits of a built dataset in ``root`` (its three manifests)."""
+    train = read_manifest(root / "train.csv")
+    val = read_manifest(root / "val.csv", train.class_names)
+    return Source(name, train, val, read_manifest(root / "test.csv", train.class_names))
 
 
-def read_labels(path: Path, class_names: Sequence[str]) -> np.ndarray:
-    """The (N, C) labels of a manifest written by :func:`write_manifest`."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise SarbError(f"{path}: cannot read manifest ({exc})") from None
-    if not rows or rows[0] != ["image", *class_names]:
-        raise SarbError(f"{path}:1: not a manifest of this dataset (unexpected header)")
-    try:
-        values = [[int(v) for v in row[1:]] for row in rows[1:]]
-        return np.array(values, dtype=np.int8).reshape(-1, len(class_names))
-    except ValueError as exc:
-        raise SarbError(f"{path}: malformed manifest ({exc})") from None
+def split_labels(root: Path, class_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The complete labels (N, C) of each split of a built dataset, without touching images."""
+    return {
+        s: read_manifest(Path(root) / f"{s}.csv", class_names, check_images=False).labels
+        for s in SPLITS
+    }
 
 
 def label_statistics(labels: dict[str, np.ndarray], class_names: Sequence[str]) -> dict:
