@@ -188,13 +188,13 @@ def read_matrix(
     if fast is None:
         return _parse_slowly(path, _first_bad_row(rows, missing), integer, allowed, what, missing)
 
-    unknown = np.isnan(fast) if missing else np.zeros(fast.shape, dtype=bool)
     bad = ~np.isfinite(fast)
     if integer:
         bad |= (fast != np.round(fast)) | (np.abs(fast) > _MAX_EXACT_INT)
     if allowed is not None:
         bad |= ~np.isin(fast, np.array(sorted(allowed), dtype=np.float64))
-    bad &= ~unknown
+    if missing:
+        bad &= ~np.isnan(fast)  # an unknown value
     if bad.any():
         # The slow parser raises on the first offending row with the exact message.
         first = int(np.argwhere(bad)[0, 0])
