@@ -51,8 +51,9 @@ def encode(labels: np.ndarray, encoding: str) -> np.ndarray:
     """A sarb label matrix (1 / -1 / 0) in ``encoding``: int8, or float64 for mlcpl (NaN)."""
     labels = np.asarray(labels)
     values = _check(encoding)
-    if labels.size and not np.isin(labels, _SARB).all():
-        bad = labels[~np.isin(labels, _SARB)].flat[0]
+    known = np.isin(labels, _SARB)
+    if not known.all():
+        bad = labels[~known].flat[0]
         raise SarbError(f"labels must be 1, -1 or 0 to encode as {encoding}, found {bad}")
     dtype = np.float64 if any(math.isnan(v) for v in values) else np.int8
     out = np.empty(labels.shape, dtype=dtype)
