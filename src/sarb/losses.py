@@ -139,15 +139,15 @@ def contrastive_pair_counts(cos: Tensor, targets: Tensor, negatives: str) -> Ten
         return pairs.to(cos.dtype)
     either_pos = pos[:, :, None] | pos[:, None, :]  # (C, B, B)
     both_pos = pairs & pos[:, :, None] & pos[:, None, :]
+    negative_sets = [pairs & either_pos & ~both_pos]  # one positive, one negative
     if negatives == "no-neg-neg":
         pairs = pairs & either_pos
+    else:
+        negative_sets.append(pairs & ~either_pos)  # two negatives
     p = both_pos.sum()  # 0-d, stays on the device
     hardness = cos.flatten()
     count = both_pos.flatten().to(cos.dtype)
-    for negative_set in (
-        (pairs & either_pos & ~both_pos).flatten(),
-        (pairs & ~either_pos).flatten(),
-    ):
+    for negative_set in (n.flatten() for n in negative_sets):
         hard = _top_k(hardness, negative_set, p)
         random = _top_k(torch.rand_like(hardness), negative_set, 2 * p)
         count = count + hard.to(cos.dtype) + random.to(cos.dtype)

@@ -91,9 +91,9 @@ class Method(nn.Module):
         the loss's own (ROLE's label estimates) at ``lr * loss.lr_mult``. The first group is the
         head's, whose learning rate is the one logged."""
         own = {id(p) for p in self.loss.parameters()}
-        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        if backbone_lr_mult == 1.0:
-            backbone = []
+        backbone = []
+        if backbone_lr_mult != 1.0:
+            backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
         skip = own | {id(p) for p in backbone}
         groups = [
             {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in skip]}
