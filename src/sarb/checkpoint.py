@@ -82,8 +82,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     elif version != FORMAT:
         raise SarbError(f"{path}: checkpoint format {version!r} is not one this sarb reads")
     config = payload["config"]
-    if "classifier_dim" not in config and isinstance(config.get("feat_dim", 1024), int):
-        payload["config"] = config = {**config, "classifier_dim": 2 * config.get("feat_dim", 1024)}
+    feat_dim = config.get("feat_dim", 1024)  # TrainConfig's default
+    if "classifier_dim" not in config and isinstance(feat_dim, int):
+        payload["config"] = config = {**config, "classifier_dim": 2 * feat_dim}
     if "class_embedding_norm" not in config:
         payload["config"] = {**config, "class_embedding_norm": "none"}
     return payload
