@@ -215,7 +215,7 @@ class RunDir:
         if missing:
             raise SarbError(f"{last}: no training state ({', '.join(missing)}); a {self.BEST} "
                             "cannot be resumed, only a run's own last checkpoint")  # fmt: skip
-        saved = upgrade_config(dict(state["config"]))
+        saved = upgrade_config(state["config"])  # a copy
         if config is not None and (change := resume_change(saved, dataclasses.asdict(config))):
             name, old, new = change
             raise SarbError(f"{last}: trained with --{flag(name)} {quote(old)}, but "
