@@ -134,7 +134,7 @@ def contrastive_pair_counts(cos: Tensor, targets: Tensor, negatives: str) -> Ten
     known_mask = (targets != 0).T  # (C, B)
     pos = (targets > 0).T  # (C, B)
     upper = torch.ones(b, b, dtype=torch.bool, device=cos.device).triu(diagonal=1)  # (B, B)
-    pairs = known_mask[:, :, None] & known_mask[:, None, :] & upper  # (C, B, B), n < m, both known
+    pairs = (known_mask[:, :, None] & known_mask[:, None, :] & upper).contiguous()  # (C, B, B)
     if negatives == "all":
         return pairs.to(cos.dtype)
     either_pos = pos[:, :, None] | pos[:, None, :]  # (C, B, B)
