@@ -81,13 +81,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload = migrate(payload)
     elif version != FORMAT:
         raise SarbError(f"{path}: checkpoint format {version!r} is not one this sarb reads")
-    config = payload["config"]
-    feat_dim = config.get("feat_dim", 1024)  # TrainConfig's default
-    if "classifier_dim" not in config and isinstance(feat_dim, int):
-        payload["config"] = config = {**config, "classifier_dim": 2 * feat_dim}
-    if "class_embedding_norm" not in config:
-        payload["config"] = {**config, "class_embedding_norm": "none"}
+    payload["config"] = {**_older_settings(payload["config"]), **payload["config"]}
     return payload
+
+
+def _older_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings added to the model after checkpoint format 2, with the values that rebuild
+    a checkpoint written before them as it was trained (a checkpoint that has them keeps its
+    own)."""
+    feat_dim = config.get("feat_dim", 1024)  # TrainConfig's default
+    return {
+        "classifier_dim": 2 * feat_dim if isinstance(feat_dim, int) else None,
+        "class_embedding_norm": "none",
+    }
 
 
 def migrate(payload: dict[str, Any]) -> dict[str, Any]:
