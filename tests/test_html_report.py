@@ -115,3 +115,15 @@ def test_markdown_table():
         "<h1>T</h1>\n<p>A caption.</p>\n<table><tr><th>m</th><th>10%</th></tr>"
         '<tr><td class="num">a&lt;b</td><td class="num">1.0</td></tr></table>\n<p>• a note</p>'
     )
+
+
+def test_unfinished_run_page_computes_every_metric(run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    (unfinished / "metrics.json").unlink()
+    assert main(["report", str(unfinished)]) == 0
+    page = (unfinished / PAGE).read_text()
+    assert "No metrics.json" in page
+    table = page.split("<h2>Test metrics</h2>")[1].split("</table>")[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', table)
+    assert len(cells) == 7 and "-" not in cells  # mAP and the six rates, all defined

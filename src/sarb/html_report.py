@@ -25,6 +25,7 @@ import numpy as np
 
 from sarb.errors import SarbError
 from sarb.files import atomic_write
+from sarb.metrics import TABLE_COLUMNS
 from sarb.report import LOSS_FIGURE, MAP_FIGURE, RESULTS, TABLE, _figure, read_loss_log
 from sarb.runs import RunDir
 
@@ -85,7 +86,7 @@ def write_html_report(path: str | Path) -> Path:
 def _run_body(run: RunDir) -> tuple[str, str]:
     from sarb.api import load_model
     from sarb.data.splits import load_splits
-    from sarb.metrics import average_precision
+    from sarb.metrics import average_precision, compute_metrics
 
     if not (run / RunDir.BEST).is_file():
         raise SarbError(f"{run.path}: no {RunDir.BEST} (the run has not finished an epoch)")
@@ -94,7 +95,10 @@ def _run_body(run: RunDir) -> tuple[str, str]:
     splits = load_splits(cfg)
     test = splits.test  # the checkpoint's own dataset: its classes, in its order
     scores = predictor.predict(test.images, batch_size=cfg.batch_size)
-    metrics = run.read_metrics() or {}
+    metrics = run.read_metrics()
+    recomputed = not metrics  # an unfinished run: best.pt's test metrics, computed here
+    if recomputed:
+        metrics = compute_metrics(scores, test.labels, cfg.ap, THRESHOLD)
     ap = average_precision(scores, test.labels, cfg.ap)
     known = (splits.train.labels != 0).sum(axis=0)
     known_pos = (splits.train.labels == 1).sum(axis=0)
@@ -110,7 +114,7 @@ def _run_body(run: RunDir) -> tuple[str, str]:
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{" · ".join(facts)}<br>{_e(str(run.path.resolve()))}</p>',
         "<h2>Test metrics</h2>",
-        _metrics_table(metrics, ap, cfg.ap),
+        _metrics_table(metrics, recomputed, cfg.ap),
         "<h2>Training curves</h2>",
         _curves(run, metrics.get("best_epoch")),
         "<h2>AP per class</h2>",
@@ -127,20 +131,20 @@ def _run_body(run: RunDir) -> tuple[str, str]:
     return "\n".join(parts), title
 
 
-def _metrics_table(metrics: dict[str, Any], ap: np.ndarray, definition: str) -> str:
-    keys = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-    if metrics:
-        values = [metrics.get(k) for k in keys]
+def _metrics_table(metrics: dict[str, Any], recomputed: bool, definition: str) -> str:
+    values = [metrics.get(k) for k in TABLE_COLUMNS]
+    if recomputed:
+        note = (
+            "No metrics.json (the run has not finished): best.pt's, computed here,"
+            f" threshold {THRESHOLD}."
+        )
+    else:
         note = (
             f"From metrics.json: epoch {metrics.get('best_epoch')} (selected on"
             f" {_e(str(metrics.get('selected_on', 'val')))}, val mAP"
             f" {_num(metrics.get('val_mAP'))}), threshold {THRESHOLD}."
         )
-    else:  # an unfinished run: the mAP recomputed here, the rest unknown
-        values = [float(np.nanmean(ap) * 100) if np.isfinite(ap).any() else None]
-        values += [None] * (len(keys) - 1)
-        note = "No metrics.json (the run has not finished): mAP of best.pt recomputed here."
-    head = "".join(f'<th class="num">{k}</th>' for k in keys)
+    head = "".join(f'<th class="num">{k}</th>' for k in TABLE_COLUMNS)
     row = "".join(f'<td class="num">{_num(v)}</td>' for v in values)
     return f"<table><tr>{head}</tr><tr>{row}</tr></table><p>{note} AP: {_e(definition)}.</p>"
 
