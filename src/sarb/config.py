@@ -11,7 +11,7 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -387,17 +387,27 @@ RESUMABLE_FIELDS = ("epochs", "out", *RUNTIME_FIELDS)
 """What a resumed run may change: how long it trains, where its folder is, how it runs."""
 
 
+def config_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], ignore: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """The settings that differ between two configs (as dicts; a key missing from ``before``,
+    older than the setting, has its default), as ``(name, before, after)``, in field order."""
+    skip = set(ignore)
+    changes = []
+    for f in dataclasses.fields(TrainConfig):
+        old, new = before.get(f.name, f.default), after.get(f.name, f.default)
+        if f.name not in skip and old != new:
+            changes.append((f.name, old, new))
+    return changes
+
+
 def resume_change(
     before: Mapping[str, Any], after: Mapping[str, Any]
 ) -> tuple[str, Any, Any] | None:
-    """The first setting outside RESUMABLE_FIELDS that differs between two configs (as dicts;
-    a key missing from ``before``, older than the setting, has its default), as ``(name,
+    """The first setting outside RESUMABLE_FIELDS that differs between two configs, as ``(name,
     before, after)``; None when a run of ``before`` may continue as ``after``."""
-    for f in dataclasses.fields(TrainConfig):
-        old, new = before.get(f.name, f.default), after.get(f.name, f.default)
-        if f.name not in RESUMABLE_FIELDS and old != new:
-            return f.name, old, new
-    return None
+    changes = config_changes(before, after, RESUMABLE_FIELDS)
+    return changes[0] if changes else None
 
 
 PROTOCOL_FIELDS = ("known", "mask_protocol")

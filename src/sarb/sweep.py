@@ -59,6 +59,7 @@ from sarb.config import (
     PATH_FIELDS,
     RUNTIME_FIELDS,
     TrainConfig,
+    config_changes,
     config_path,
     read_config_sections,
     resolve_config,
@@ -234,13 +235,10 @@ def config_differences(run: RunDir, cfg: TrainConfig) -> list[str] | None:
         return None
     saved = upgrade_config(saved)  # a run of sarb 0.1 is compared in today's keys
     ignore = {*PATH_FIELDS, "weights", "out", *RUNTIME_FIELDS}
-    diffs = []
     if cfg.amp is None:  # unset: the run recorded what its device resolved it to
         ignore.add("amp")
-    for f in dataclasses.fields(cfg):
-        if f.name not in ignore and saved.get(f.name, f.default) != getattr(cfg, f.name):
-            diffs.append(f"{f.name} {saved.get(f.name)!r} (now {getattr(cfg, f.name)!r})")
-    return diffs
+    changes = config_changes(saved, dataclasses.asdict(cfg), ignore)
+    return [f"{name} {saved.get(name)!r} (now {new!r})" for name, _, new in changes]
 
 
 def _duration(seconds: float) -> str:
