@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from sarb.cli import main
-from sarb.html_report import PAGE, markdown_html, pr_curve
+from sarb.html_report import PAGE, markdown_html
 from sarb.metrics import average_precision
+from sarb.metrics import precision_recall_curve as pr_curve
 from sarb.report import RESULTS, write_results
 from tests.conftest import CLASSES, tiny_train_args
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from sarb.errors import SarbError
 from sarb.files import atomic_write
-from sarb.metrics import TABLE_COLUMNS
+from sarb.metrics import TABLE_COLUMNS, precision_recall_curve
 from sarb.report import LOSS_FIGURE, MAP_FIGURE, RESULTS, TABLE, _figure, read_loss_log
 from sarb.runs import RunDir
 
@@ -217,7 +217,7 @@ def _pr_curves(names: Sequence[str], ap: np.ndarray, scores: np.ndarray, labels:
     fig, axes = _figure(2, width=5.6, height=3.6)
     for ax, group, title in ((axes[0], best, "best classes"), (axes[1], worst, "worst classes")):
         for c in group:
-            recall, precision = pr_curve(scores[:, c], labels[:, c])
+            recall, precision = precision_recall_curve(scores[:, c], labels[:, c])
             ax.step(recall, precision, where="post", label=f"{names[c]} (AP {ap[c] * 100:.1f})")
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.05)
@@ -228,20 +228,6 @@ def _pr_curves(names: Sequence[str], ap: np.ndarray, scores: np.ndarray, labels:
         if group:
             ax.legend(fontsize=8, loc="lower left")
     return _png(fig, "precision-recall curves of the best and worst classes")
-
-
-def pr_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision of one class at every distinct score, highest first; entries with
-    label 0 (unknown) are left out. Starts at recall 0, precision 1."""
-    known = labels != 0
-    s, pos = scores[known], labels[known] == 1
-    order = np.argsort(-s, kind="stable")
-    s, pos = s[order], pos[order]
-    last = np.r_[s[1:] != s[:-1], True]  # the end of each group of tied scores
-    tp = np.cumsum(pos)[last]
-    seen = np.arange(1, len(s) + 1)[last]
-    total = max(int(pos.sum()), 1)
-    return np.r_[0.0, tp / total], np.r_[1.0, tp / seen]
 
 
 def _image_grid(test: Any, scores: np.ndarray, names: Sequence[str]) -> str:

@@ -81,6 +81,20 @@ def _validate(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return s, y_num.astype(np.int8)
 
 
+def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision of one class at every distinct score, highest first; entries with
+    label 0 (unknown) are left out. Starts at recall 0, precision 1."""
+    known = labels != 0
+    s, pos = scores[known], labels[known] == 1
+    order = np.argsort(-s, kind="stable")
+    s, pos = s[order], pos[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the end of each group of tied scores
+    tp = np.cumsum(pos)[last]
+    seen = np.arange(1, len(s) + 1)[last]
+    total = max(int(pos.sum()), 1)
+    return np.r_[0.0, tp / total], np.r_[1.0, tp / seen]
+
+
 def _ap(s: np.ndarray, y: np.ndarray, definition: str) -> np.ndarray:
     """AP per class of validated inputs; works on the transposed (C, N) layout for speed."""
     n, c = s.shape
