@@ -187,3 +187,38 @@ def test_blend_weight_stays_in_open_interval(direction):
     value = weight().item()
     assert 0.0 < value < 1.0
     assert (value < 0.01) if direction > 0 else (value > 0.99)
+
+
+# ---------------------------------------------------------------- sarb-plus target options
+
+
+def test_blended_targets_add_the_own_share_times_the_scores():
+    x = _features(2, 3, 4)
+    t = torch.tensor([[0.0, 0.0, -1.0], [1.0, 1.0, 0.0]])
+    s = torch.tensor([[0.9, 0.2, 0.4], [0.6, 0.7, 0.1]])
+    a = torch.tensor(0.3)
+    _, paper = ilrb(x, t, a, torch.tensor([1, 0]))
+    _, teacher = ilrb(x, t, a, torch.tensor([1, 0]), scores=s)
+    blended = paper != t  # image 0, classes 0 and 1
+    assert blended.tolist() == [[True, True, False], [False, False, False]]
+    assert torch.allclose(teacher[blended], 0.3 * s[blended] + 0.7)
+    assert torch.equal(teacher[~blended], t[~blended])
+    protos, valid = _prototypes()
+    xb, tb = _features(8, C, D, seed=2), torch.zeros(8, C)
+    sb = torch.rand(8, C, generator=torch.Generator().manual_seed(3))
+    _, to = plrb(xb, tb, torch.tensor(0.25), protos, valid,
+                 generator=torch.Generator().manual_seed(0), scores=sb)  # fmt: skip
+    hit = to != 0
+    assert hit.sum(1).tolist() == [1] * 8
+    assert torch.allclose(to[hit], 0.25 * sb[hit] + 0.75)
+
+
+def test_only_blended_leaves_every_other_entry_unknown():
+    x = _features(2, 3, 4)
+    t = torch.tensor([[0.0, 1.0, -1.0], [1.0, -1.0, 0.0]])
+    _, to = ilrb(x, t, torch.tensor(0.5), torch.tensor([1, 0]), only_blended=True)
+    assert to.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    protos, valid = _prototypes()
+    tb = torch.tensor([[0.0, 1.0, -1.0, -1.0, -1.0]] * 4)
+    _, tp = plrb(_features(4, C, D), tb, torch.tensor(0.25), protos, valid, only_blended=True)
+    assert torch.equal(tp[:, 0], torch.full((4,), 0.75)) and not tp[:, 1:].any()

@@ -13,6 +13,7 @@ from sarb.api import load_model
 from sarb.checkpoint import load_checkpoint
 from sarb.cli import main
 from sarb.errors import SarbError
+from sarb.presets import PART_FIELDS
 from sarb.runs import RunDir
 from tests.conftest import tiny_train_args
 
@@ -77,7 +78,7 @@ def _as_format_1(payload: dict) -> dict:
     }
     for new, old in moved.items():
         state[old] = payload["augmentations"][new]
-    parts = ("head", "loss", "augment", "attention", "blend_weights", "crop_flip")
+    parts = (*PART_FIELDS, "crop_flip")  # format 1 had none of today's parts
     config = {k: v for k, v in payload["config"].items() if k not in parts}
     config["augment"] = payload["config"]["crop_flip"]
     old = {k: v for k, v in payload.items() if k not in ("format", "augmentations")}

@@ -69,6 +69,34 @@ def test_branches_share_one_ggnn_pass() -> None:
     assert calls == [3] and set(terms) == {"bce", "contrastive"}
 
 
+def test_teacher_targets_score_the_batch_once_and_keep_its_loss() -> None:
+    labels = torch.tensor([[1, 1, -1, 1]] * 6 + [[1, 0, 0, 1]] * 6, dtype=torch.float32)
+    targets = torch.tensor([[0, 1, -1, 0], [1, 0, 0, -1], [1, 1, 1, 0]], dtype=torch.float32)
+    fmap = torch.randn(3, D_IN, 3, 3)
+    out = {}
+    for option in ("paper", "teacher"):
+        method = _method("sarb", blend_targets=option)
+        _refresh(method, _batches(labels))
+        calls: list[int] = []
+        method.model.head.ggnn.register_forward_hook(
+            lambda m, i, o, calls=calls: calls.append(i[0].shape[0])
+        )
+        torch.manual_seed(0)
+        out[option] = _step(method, fmap, targets, epoch=1)[1], calls
+    (paper, paper_calls), (teacher, teacher_calls) = out["paper"], out["teacher"]
+    assert paper_calls == [9] and teacher_calls == [3, 6]  # the batch first, then the blends
+    assert torch.allclose(paper["bce"], teacher["bce"])
+    # the blended targets differ (a s + 1 - a instead of 1 - a), so the blended losses do
+    assert not torch.allclose(paper["bce_ilrb"], teacher["bce_ilrb"])
+
+
+def test_blend_options_need_blending() -> None:
+    with pytest.raises(SarbError, match="--blend-targets teacher needs --augment ilrb or plrb"):
+        check_parts(_config(method="ssgrl", blend_targets="teacher"))
+    cfg = _config(method="sarb", blend_targets="teacher", blend_loss="blended")
+    assert cfg.method == "csrl+partial-bce+ilrb+plrb+contrastive+teacher+blended"
+
+
 def test_ssgrl_has_no_blending_and_no_contrastive_term() -> None:
     method = _method("ssgrl")
     _, terms = _step(method, torch.randn(2, D_IN, 3, 3), torch.ones(2, C), epoch=9)

@@ -79,6 +79,18 @@ class TrainConfig:
     blend_weights: str | None = _opt(
         None, "ILRB/PLRB blend weights a, b (the preset's)", ("learned", "fixed")
     )
+    blend_targets: str | None = _opt(
+        None,
+        "targets of blended entries: paper (1 - a: the image's own share read as absent) or"
+        " teacher (a s + 1 - a: its share scored by the model itself, detached) (the preset's)",
+        ("paper", "teacher"),
+    )
+    blend_loss: str | None = _opt(
+        None,
+        "entries of the blended branches' loss: all known and blended entries (paper) or the"
+        " blended entries only (blended) (the preset's)",
+        ("paper", "blended"),
+    )
     # model
     backbone: str = _opt(
         "resnet101",

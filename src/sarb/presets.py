@@ -1,10 +1,12 @@
 """Method presets: the named methods of the paper and its baselines as choices of parts.
 
 A method is a head (``--head``), a loss (``--loss``) and optional augmentations
-(``--augment``), plus two options of those parts: the CSRL attention (``--attention sd|sam``)
-and whether SARB's blend weights are learned (``--blend-weights learned|fixed``). Each preset
-below fixes all five; ``--method NAME`` starts from a preset and any part given as a flag (or
-config key) replaces the preset's. A run whose parts equal a preset's is named after it, any
+(``--augment``), plus options of those parts: the CSRL attention (``--attention sd|sam``),
+whether SARB's blend weights are learned (``--blend-weights learned|fixed``), the targets of
+blended entries (``--blend-targets paper|teacher``) and which entries the blended branches'
+loss covers (``--blend-loss paper|blended``). Each preset below fixes all of them;
+``--method NAME`` starts from a preset and any part given as a flag (or config key) replaces
+the preset's. A run whose parts equal a preset's is named after it, any
 other combination by its parts (``csrl+partial-bce+ilrb+plrb``).
 
 This module is configuration (plain values); the parts themselves are built by
@@ -19,7 +21,9 @@ from typing import Any
 from sarb.errors import SarbError
 from sarb.registry import Registry
 
-PART_FIELDS = ("head", "loss", "augment", "attention", "blend_weights")
+PART_FIELDS = (
+    "head", "loss", "augment", "attention", "blend_weights", "blend_targets", "blend_loss"
+)  # fmt: skip
 """The TrainConfig fields that a preset sets."""
 DEFAULT_METHOD = "sarb"
 """The preset used when neither ``--method`` nor any part is given: the toolkit's method."""
@@ -37,6 +41,8 @@ class Preset:
     augment: str = ""
     attention: str = "sd"
     blend_weights: str = "learned"
+    blend_targets: str = "paper"
+    blend_loss: str = "paper"
 
     def parts(self) -> dict[str, str]:
         return {f: getattr(self, f) for f in PART_FIELDS}
@@ -114,8 +120,11 @@ def split_augment(value: str | None) -> list[str]:
 
 
 def method_name(parts: dict[str, Any]) -> str:
-    """The composed name of ``parts`` (``head+loss+aug1+aug2``), used when no preset matches."""
-    return "+".join([parts["head"], parts["loss"], *split_augment(parts["augment"])])
+    """The composed name of ``parts`` (``head+loss+aug1+aug2``, then each option that is not the
+    paper's, e.g. ``+sam``), used when no preset matches."""
+    options = [parts.get(f) for f in PART_FIELDS[3:]]
+    extra = [o for o in options if o not in (None, "sd", "learned", "paper")]
+    return "+".join([parts["head"], parts["loss"], *split_augment(parts["augment"]), *extra])
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -186,4 +195,7 @@ def describe_parts(parts: dict[str, Any]) -> str:
         text += f" --attention {parts['attention']}"
     if parts["blend_weights"] != "learned":
         text += f" --blend-weights {parts['blend_weights']}"
+    for field in ("blend_targets", "blend_loss"):
+        if parts[field] != "paper":
+            text += f" --{field.replace('_', '-')} {parts[field]}"
     return text

@@ -45,6 +45,7 @@ class Augmentation(nn.Module):
     needs_images = False  #: mixes the images themselves: no cached feature maps
     blends = False  #: adds blended branches from epoch ``self.start`` on
     needs_category_features = False  #: acts on (B, C, D) features: a csrl or kggr head
+    uses_scores = False  #: ``blend`` reads the model's own detached scores of the batch
 
     def relabel(self, index: Tensor, targets: Tensor) -> Tensor:
         """The training targets (B, C) of dataset rows ``index`` (B,) given their labels."""
@@ -56,8 +57,11 @@ class Augmentation(nn.Module):
     def mix_feature_maps(self, fmap: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         return fmap, targets
 
-    def blend(self, z: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor] | None:
-        """An extra branch (features, targets) classified beside the batch, or None."""
+    def blend(
+        self, z: Tensor, targets: Tensor, epoch: int, scores: Tensor | None = None
+    ) -> tuple[Tensor, Tensor] | None:
+        """An extra branch (features, targets) classified beside the batch, or None;
+        ``scores`` (B, C): the model's detached probabilities of the batch if ``uses_scores``."""
         return None
 
     def penalty(self, z: Tensor, targets: Tensor) -> Tensor | None:
@@ -169,11 +173,8 @@ class FeatureMapMixup(Augmentation):
         return mixup(fmap, targets, self.alpha)
 
 
-@AUGMENTATIONS.register("ilrb", reference="Pu et al., AAAI 2022")
-class ILRB(Augmentation):
-    """Instance-level blending from epoch ``blend_start``: each image's unknown classes take the
-    features of a random partner of the batch where the partner is positive, with weight
-    ``1 - a`` and target ``1 - a`` (:func:`~sarb.methods.blending.ilrb`)."""
+class _Blending(Augmentation):
+    """What ILRB and PLRB share: the start epoch, the blend weight and the target options."""
 
     needs_category_features = True
     blends = True
@@ -182,31 +183,38 @@ class ILRB(Augmentation):
         super().__init__()
         self.start = cfg.blend_start
         self.weight = BlendWeight(0.5, learnable=cfg.blend_weights == "learned")
+        self.uses_scores = cfg.blend_targets == "teacher"
+        self.only_blended = cfg.blend_loss == "blended"
 
-    def blend(self, z: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor] | None:
+
+@AUGMENTATIONS.register("ilrb", reference="Pu et al., AAAI 2022")
+class ILRB(_Blending):
+    """Instance-level blending from epoch ``blend_start``: each image's unknown classes take the
+    features of a random partner of the batch where the partner is positive, with weight
+    ``1 - a`` and target ``1 - a`` (:func:`~sarb.methods.blending.ilrb`)."""
+
+    def blend(
+        self, z: Tensor, targets: Tensor, epoch: int, scores: Tensor | None = None
+    ) -> tuple[Tensor, Tensor] | None:
         if epoch < self.start:  # epoch read only here: under torch.compile each read is a guard
             return None
         perm = torch.randperm(z.shape[0], device=z.device)
-        return ilrb(z, targets, self.weight(), perm)
+        return ilrb(z, targets, self.weight(), perm, scores, self.only_blended)
 
     def logged_values(self) -> dict[str, float]:
         return {"a": float(self.weight().detach())}
 
 
 @AUGMENTATIONS.register("plrb", reference="Pu et al., AAAI 2022")
-class PLRB(Augmentation):
+class PLRB(_Blending):
     """Prototype-level blending from epoch ``blend_start``: one random unknown class of each
     image takes a K-means prototype of that class with weight ``1 - b``, target ``1 - b``
     (:func:`~sarb.methods.blending.plrb`). The prototypes are recomputed at ``blend_start`` and
     every ``proto_every`` epochs."""
 
-    needs_category_features = True
-    blends = True
-
     def __init__(self, cfg: Any, info: Any):
-        super().__init__()
-        self.start, self.every, self.seed = cfg.blend_start, cfg.proto_every, cfg.seed
-        self.weight = BlendWeight(0.5, learnable=cfg.blend_weights == "learned")
+        super().__init__(cfg, info)
+        self.every, self.seed = cfg.proto_every, cfg.seed
         c, k, d = info.num_classes, cfg.num_prototypes, cfg.feat_dim
         self.register_buffer("prototypes", torch.zeros(c, k, d))  # (C, K, D)
         self.register_buffer("prototype_valid", torch.zeros(c, k, dtype=torch.bool))
@@ -216,10 +224,13 @@ class PLRB(Augmentation):
             lambda m, _: setattr(m, "_ready", bool(m.prototype_valid.any()))
         )
 
-    def blend(self, z: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor] | None:
+    def blend(
+        self, z: Tensor, targets: Tensor, epoch: int, scores: Tensor | None = None
+    ) -> tuple[Tensor, Tensor] | None:
         if epoch < self.start or not self._ready:
             return None
-        return plrb(z, targets, self.weight(), self.prototypes, self.prototype_valid)
+        return plrb(z, targets, self.weight(), self.prototypes, self.prototype_valid,
+                    scores=scores, only_blended=self.only_blended)  # fmt: skip
 
     def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
         if epoch >= self.start and (epoch - self.start) % self.every == 0:

@@ -13,6 +13,15 @@ tensors; entries that are not blended are bit-identical to the inputs.
 
 The returned targets depend on ``a`` / ``b`` through autograd, so the blend weights are learned
 through the classification loss.
+
+Two options (``sarb-plus``, docs/method.md#sarb-plus), both off in the paper:
+
+- ``scores`` (B, C): an estimate that each entry of the image itself is present, e.g. the
+  model's own detached probability. The blended target is then ``a s + (1 - a)`` (ILRB) or
+  ``b s + (1 - b)`` (PLRB): the paper's target reads the image's own share as absent (s = 0),
+  which is wrong for the unknown labels that are in fact present.
+- ``only_blended``: every entry that is not blended becomes unknown (0), so that the blended
+  branch's loss covers the blended entries only instead of counting the known labels again.
 """
 
 from __future__ import annotations
@@ -53,7 +62,30 @@ class BlendWeight(nn.Module):
         return f"value={float(self.forward()):.4f}, learnable={learnable}"
 
 
-def ilrb(features: Tensor, targets: Tensor, alpha: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
+def _targets(
+    blend: Tensor,
+    share: Tensor,
+    blended: Tensor,
+    t: Tensor,
+    scores: Tensor | None,
+    only_blended: bool,
+) -> Tensor:
+    """(B, C) targets: ``blended + share * scores`` where ``blend``, else ``t`` (or 0 with
+    ``only_blended``); ``share`` is the image's own weight a or b (0-d)."""
+    if scores is not None:
+        blended = blended + share * scores.to(t.dtype)
+    rest = torch.zeros_like(t) if only_blended else t
+    return torch.where(blend, blended, rest)
+
+
+def ilrb(
+    features: Tensor,
+    targets: Tensor,
+    alpha: Tensor,
+    perm: Tensor,
+    scores: Tensor | None = None,
+    only_blended: bool = False,
+) -> tuple[Tensor, Tensor]:
     """Instance-level representation blending (ILRB, SARB §5).
 
     Image n is paired with ``m = perm[n]``. For every class c with ``t^n_c = 0`` (unknown) and
@@ -64,6 +96,8 @@ def ilrb(features: Tensor, targets: Tensor, alpha: Tensor, perm: Tensor) -> tupl
     which is the paper's ``1 - a`` for the plain labels the method passes (t^m_c = 1); the
     factor t^m_c only matters for an already soft partner target, whose blend is "present" to
     the degree (1 - a) t^m_c. Every other entry keeps its feature and target (bit-identical).
+    ``scores`` (B, C) adds ``a s^n_c`` to the blended targets, ``only_blended`` zeroes the
+    other targets (module docstring).
 
     features: (B, C, D); targets: (B, C); alpha: 0-d; perm: (B,) long, typically a random
     permutation (a fixed point n = perm[n] blends nothing, as no class is both unknown and
@@ -76,7 +110,7 @@ def ilrb(features: Tensor, targets: Tensor, alpha: Tensor, perm: Tensor) -> tupl
     blend = (t == 0) & (partner_t > 0)  # (B, C)
     mixed_x = alpha * features + (1.0 - alpha) * partner_x  # (B, C, D)
     out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
-    out_t = torch.where(blend, (1.0 - alpha) * partner_t, t)  # (B, C)
+    out_t = _targets(blend, alpha, (1.0 - alpha) * partner_t, t, scores, only_blended)  # (B, C)
     return out_x, out_t
 
 
@@ -87,6 +121,8 @@ def plrb(
     prototypes: Tensor,
     valid: Tensor,
     generator: torch.Generator | None = None,
+    scores: Tensor | None = None,
+    only_blended: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Prototype-level representation blending (PLRB, SARB §5).
 
@@ -101,7 +137,8 @@ def plrb(
 
     features: (B, C, D); targets: (B, C); beta: 0-d; prototypes: (C, K, D); valid: (C, K) bool.
     ``generator`` (on the features' device) is the only source of randomness; None uses the
-    global RNG. Returns (features (B, C, D), targets (B, C) carrying the gradient to ``beta``).
+    global RNG. ``scores`` and ``only_blended`` as in :func:`ilrb`. Returns (features
+    (B, C, D), targets (B, C) carrying the gradient to ``beta``).
     """
     c = features.shape[1]
     t = targets.to(features.dtype)  # (B, C)
@@ -120,7 +157,7 @@ def plrb(
     blend = one_hot & has_eligible[:, None]  # (B, C), at most one True per row
     mixed_x = beta * features + (1.0 - beta) * proto[:, None, :]  # (B, C, D)
     out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
-    out_t = torch.where(blend, 1.0 - beta, t)  # (B, C)
+    out_t = _targets(blend, beta, 1.0 - beta, t, scores, only_blended)  # (B, C)
     return out_x, out_t
 
 

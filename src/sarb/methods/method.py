@@ -58,13 +58,22 @@ class Method(nn.Module):
             fmap, targets = a.mix_feature_maps(fmap, targets)
         head = self.model.head
         z = head.features(fmap)
+        # blended targets that read the model's own scores (sarb-plus) need the batch's logits
+        # before blending: then two passes of GGNN + classifier instead of one
+        own = head.classify(z) if any(a.uses_scores for a in augs) else None
+        scores = None if own is None else torch.sigmoid(own.detach().float())
         branches = [("bce", z, targets)]
         for name, a in self.augmentations.items():
-            if (blended := a.blend(z, targets, epoch)) is not None:
+            if (blended := a.blend(z, targets, epoch, scores)) is not None:
                 branches.append((f"bce_{name}", *blended))
-        # one pass of GGNN + classifier for all branches. The concatenation also makes a single
-        # branch contiguous; skipping it changes SARB's results in the 4th digit (measured)
-        logits = head.classify(torch.cat([b[1] for b in branches]))
+        if own is None:
+            # one pass of GGNN + classifier for all branches. The concatenation also makes a
+            # single branch contiguous; skipping it changes SARB's results in the 4th digit
+            logits = head.classify(torch.cat([b[1] for b in branches]))
+        elif len(branches) == 1:
+            logits = own
+        else:
+            logits = torch.cat([own, head.classify(torch.cat([b[1] for b in branches[1:]]))])
         loss_epoch = epoch if self.loss.scheduled else 0
         terms = {  # the first branch is the batch itself: a loss with state may learn from it
             name: self.loss(lg, t, index, loss_epoch, primary=i == 0)
@@ -139,8 +148,11 @@ def check_parts(cfg: Any) -> list[str]:
             )
     if cfg.attention != "sd" and cfg.head != "csrl":
         raise SarbError(f"--attention {cfg.attention} is an option of --head csrl, not {cfg.head}")
-    if cfg.blend_weights != "learned" and not {"ilrb", "plrb"} & set(given):
-        raise SarbError(f"--blend-weights {cfg.blend_weights} needs --augment ilrb or plrb")
+    for field, paper in (("blend_weights", "learned"), ("blend_targets", "paper"),
+                         ("blend_loss", "paper")):  # fmt: skip
+        value = getattr(cfg, field)
+        if value != paper and not {"ilrb", "plrb"} & set(given):
+            raise SarbError(f"--{field.replace('_', '-')} {value} needs --augment ilrb or plrb")
     return [n for n in AUGMENTATIONS.names() if n in given]
 
 
