@@ -432,3 +432,18 @@ def test_table_gives_per_seed_paired_differences_to_ssgrl_and_the_validation_map
     assert "| sarb | +1.2 ± 0.4 | 45.0 ± 5.0 |" in table
     assert "| ssgrl |  | 44.0 ± 7.1 |" in table
     assert "paired" not in format_table([r for r in rows if r["method"] == "sarb"])
+
+
+def test_report_takes_paired_differences_to_the_baseline_asked_for(tmp_path) -> None:
+    rows = [{**r, "dataset": "demo", "known": 0.1, "ap_definition": "voc"}
+            for r in ({"method": "sarb", "seed": 0, "mAP": 50.0, "val_mAP": 49.0},
+                      {"method": "sarb", "seed": 1, "mAP": 54.0, "val_mAP": 52.0},
+                      {"method": "ssgrl", "seed": 0, "mAP": 40.0, "val_mAP": 39.0},
+                      {"method": "ssgrl", "seed": 1, "mAP": 41.0, "val_mAP": 40.0})]  # fmt: skip
+    write_results(tmp_path / "results.csv", rows)
+    assert main(["report", str(tmp_path), "--baseline", "sarb"]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "paired differences of test mAP to sarb" in table
+    assert "| ssgrl | -11.5 ± 2.1 |" in table
+    assert main(["report", str(tmp_path), "--baseline", "kggr"]) == 2
+    assert "to sarb" in (tmp_path / "table.md").read_text()  # the refused call wrote nothing

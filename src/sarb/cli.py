@@ -335,7 +335,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     paths = []
     if (Path(args.dir) / RESULTS).is_file():
-        paths = write_report(args.dir)
+        paths = write_report(args.dir, args.baseline)
         sys.stdout.write(paths[0].read_text())
     paths.append(write_html_report(args.dir))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
@@ -561,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
         " table.md and figures, rebuilt from results.csv)",
     )  # fmt: skip
     p.add_argument("dir", metavar="DIR", help="a run directory, or a sweep directory")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="the method a sweep's paired differences are taken to (default: ssgrl if"
+                   " the sweep has it, else its first method)")  # fmt: skip
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("bench", help="speed and memory ratios, measured side by side")

@@ -264,17 +264,24 @@ def _seed_phrase(seeds: list[int]) -> str:
     return f"mean ± sample std over {len(seeds)} seeds ({listed})"
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """``table.md``: the paper's Table 1 layout, one section per dataset of ``rows``."""
+def format_table(rows: Sequence[dict[str, Any]], baseline: str | None = None) -> str:
+    """``table.md``: the paper's Table 1 layout, one section per dataset of ``rows``, then the
+    paired differences to ``baseline`` (default :data:`PAIRED_BASELINE`, else the first
+    method)."""
     parts = ["# Sweep results", ""]
     if not rows:
         return "\n".join([*parts, "No finished cell yet.", ""])
+    if baseline is not None and baseline not in {r["method"] for r in rows}:
+        methods = ", ".join(_ordered(r["method"] for r in rows))
+        raise SarbError(f"--baseline {baseline!r}: no such method in the results ({methods})")
     for dataset in _ordered(r["dataset"] for r in rows):
-        parts += _dataset_section(dataset, [r for r in rows if r["dataset"] == dataset])
+        parts += _dataset_section(dataset, [r for r in rows if r["dataset"] == dataset], baseline)
     return "\n".join(parts)
 
 
-def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
+def _dataset_section(
+    dataset: str, rows: list[dict[str, Any]], baseline: str | None = None
+) -> list[str]:
     knowns = sorted({r["known"] for r in rows}, key=known_key)
     seeds = sorted({r["seed"] for r in rows})
     column = dataset_column(dataset)
@@ -338,7 +345,7 @@ def _dataset_section(dataset: str, rows: list[dict[str, Any]]) -> list[str]:
     if partial_row:
         notes.append("†: the average over fewer proportions than the table's.")
     out = [f"## {dataset}", "", caption, "", *lines, "", *(f"- {n}" for n in notes), ""]
-    return out + _paired_section(rows, knowns, [s.method for s in summaries])
+    return out + _paired_section(rows, knowns, [s.method for s in summaries], baseline)
 
 
 PAIRED_BASELINE = "ssgrl"
@@ -362,13 +369,17 @@ def paired_difference(
 
 
 def _paired_section(
-    rows: Sequence[dict[str, Any]], knowns: list[Known], methods: list[str]
+    rows: Sequence[dict[str, Any]],
+    knowns: list[Known],
+    methods: list[str],
+    baseline: str | None = None,
 ) -> list[str]:
     """Per-seed paired differences to the baseline and the validation mAP, per proportion."""
     seeds = {r["seed"] for r in rows}
     if len(methods) < 2 or len(seeds) < 2:
         return []
-    baseline = PAIRED_BASELINE if PAIRED_BASELINE in methods else methods[0]
+    if baseline not in methods:
+        baseline = PAIRED_BASELINE if PAIRED_BASELINE in methods else methods[0]
     header = ["method"]
     for k in knowns:
         header += [f"{_pct(k)} test - {baseline}", f"{_pct(k)} val mAP"]
@@ -531,12 +542,13 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
     _save(fig, path)
 
 
-def write_report(out_dir: str | Path) -> list[Path]:
-    """Rebuild ``table.md`` and both figures of a sweep directory from its ``results.csv``."""
+def write_report(out_dir: str | Path, baseline: str | None = None) -> list[Path]:
+    """Rebuild ``table.md`` (paired differences to ``baseline``, see :func:`format_table`) and
+    both figures of a sweep directory from its ``results.csv``."""
     out_dir = Path(out_dir)
     rows = read_results(out_dir / RESULTS)
     table = out_dir / TABLE
-    atomic_write(table, format_table(rows), fsync=False)
+    atomic_write(table, format_table(rows, baseline), fsync=False)
     plot_map_vs_known(rows, out_dir / MAP_FIGURE)
     plot_loss_curves(rows, out_dir, out_dir / LOSS_FIGURE)
     return [table, out_dir / MAP_FIGURE, out_dir / LOSS_FIGURE]
