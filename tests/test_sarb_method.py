@@ -88,6 +88,11 @@ def test_teacher_targets_score_the_batch_once_and_keep_its_loss() -> None:
     assert torch.allclose(paper["bce"], teacher["bce"])
     # the blended targets differ (a s + 1 - a instead of 1 - a), so the blended losses do
     assert not torch.allclose(paper["bce_ilrb"], teacher["bce_ilrb"])
+    method = _method("sarb", blend_targets="teacher")  # before blending: the paper's one pass
+    calls.clear()
+    method.model.head.ggnn.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    _step(method, fmap, targets, epoch=0)
+    assert calls == [3]
 
 
 def test_blend_options_need_blending() -> None:

@@ -59,8 +59,10 @@ class Method(nn.Module):
         head = self.model.head
         z = head.features(fmap)
         # blended targets that read the model's own scores (sarb-plus) need the batch's logits
-        # before blending: then two passes of GGNN + classifier instead of one
-        own = head.classify(z) if any(a.uses_scores for a in augs) else None
+        # before blending: then two passes of GGNN + classifier instead of one. Before blending
+        # starts the one-pass path runs, so that such a run is the paper's run until then
+        scoring = any(a.uses_scores for a in augs) and epoch >= (self.first_blending_epoch or 0)
+        own = head.classify(z) if scoring else None
         scores = None if own is None else torch.sigmoid(own.detach().float())
         branches = [("bce", z, targets)]
         for name, a in self.augmentations.items():
