@@ -222,3 +222,23 @@ def test_only_blended_leaves_every_other_entry_unknown():
     tb = torch.tensor([[0.0, 1.0, -1.0, -1.0, -1.0]] * 4)
     _, tp = plrb(_features(4, C, D), tb, torch.tensor(0.25), protos, valid, only_blended=True)
     assert torch.equal(tp[:, 0], torch.full((4,), 0.75)) and not tp[:, 1:].any()
+
+
+def test_plrb_blends_several_eligible_classes_per_image_when_asked():
+    protos, valid = _prototypes()
+    t = torch.zeros(64, C)
+    t[:, 4] = 1.0  # eligible: classes 0, 2, 3 (1 has no prototype, 4 is known)
+    t[0, :] = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])  # one eligible class only (0)
+    x = _features(64, C, D, seed=4)
+    xo, to = plrb(x, t, torch.tensor(0.25), protos, valid,
+                  generator=torch.Generator().manual_seed(0), per_image=2)  # fmt: skip
+    blended = to != t
+    assert blended[1:].sum(1).tolist() == [2] * 63 and blended[0].tolist() == [1, 0, 0, 0, 0]
+    assert not blended[:, 1].any() and not blended[:, 4].any()
+    assert len({tuple(r) for r in blended[1:].tolist()}) == 3  # every pair of 0, 2, 3 drawn
+    for n, c in blended.nonzero().tolist():
+        p = (xo[n, c] - 0.25 * x[n, c]) / 0.75  # a valid prototype of that class
+        dist = (protos[c] - p).norm(dim=-1)
+        assert dist.min() < 1e-3 and valid[c, dist.argmin()]
+    untouched = ~blended[..., None].expand_as(x)
+    assert torch.equal(xo[untouched], x[untouched])

@@ -130,6 +130,9 @@ class TrainConfig:
     blend_start: int = _opt(5, "epoch (0-based) from which ILRB and PLRB run")
     proto_every: int = _opt(5, "recompute the prototypes every this many epochs")
     num_prototypes: int = _opt(10, "K-means centres per class (K)")
+    plrb_per_image: int = _opt(
+        1, "PLRB: unknown classes blended per image (the paper: 1; more is an option of ours)"
+    )
     contrastive_weight: float = _opt(0.05, "weight of the contrastive loss (lambda)")
     contrastive_negatives: str = _opt(
         "reference",
@@ -249,7 +252,7 @@ INT_RANGES = {
     "epochs": (1, 100_000), "batch_size": (1, 65_536), "image_size": (8, 2048),
     "lr_step": (1, BIG), "feat_dim": (1, 16_384), "neck_pool": (1, 64),
     "hidden_dim": (1, 16_384), "classifier_dim": (1, 16_384), "num_prototypes": (1, 1000),
-    "blend_start": (0, BIG),
+    "plrb_per_image": (1, 1000), "blend_start": (0, BIG),
     "proto_every": (1, BIG), "curriculum_start": (0, BIG), "curriculum_every": (1, BIG),
     "splc_start": (0, BIG), "apl_start": (0, BIG), "mask_seed": (0, 2**32 - 1),
     "seed": (0, 2**32 - 1), "workers": (0, 1024), "threads": (1, 4096),

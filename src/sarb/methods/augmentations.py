@@ -214,7 +214,7 @@ class PLRB(_Blending):
 
     def __init__(self, cfg: Any, info: Any):
         super().__init__(cfg, info)
-        self.every, self.seed = cfg.proto_every, cfg.seed
+        self.every, self.seed, self.per_image = cfg.proto_every, cfg.seed, cfg.plrb_per_image
         c, k, d = info.num_classes, cfg.num_prototypes, cfg.feat_dim
         self.register_buffer("prototypes", torch.zeros(c, k, d))  # (C, K, D)
         self.register_buffer("prototype_valid", torch.zeros(c, k, dtype=torch.bool))
@@ -230,7 +230,8 @@ class PLRB(_Blending):
         if epoch < self.start or not self._ready:
             return None
         return plrb(z, targets, self.weight(), self.prototypes, self.prototype_valid,
-                    scores=scores, only_blended=self.only_blended)  # fmt: skip
+                    scores=scores, only_blended=self.only_blended,
+                    per_image=self.per_image)  # fmt: skip
 
     def on_epoch_start(self, epoch: int, head: nn.Module, train_batches: FeatureBatches) -> None:
         if epoch >= self.start and (epoch - self.start) % self.every == 0:

@@ -123,6 +123,7 @@ def plrb(
     generator: torch.Generator | None = None,
     scores: Tensor | None = None,
     only_blended: bool = False,
+    per_image: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """Prototype-level representation blending (PLRB, SARB §5).
 
@@ -137,13 +138,20 @@ def plrb(
 
     features: (B, C, D); targets: (B, C); beta: 0-d; prototypes: (C, K, D); valid: (C, K) bool.
     ``generator`` (on the features' device) is the only source of randomness; None uses the
-    global RNG. ``scores`` and ``only_blended`` as in :func:`ilrb`. Returns (features
-    (B, C, D), targets (B, C) carrying the gradient to ``beta``).
+    global RNG. ``scores`` and ``only_blended`` as in :func:`ilrb`. ``per_image`` > 1 blends
+    up to that many eligible classes of each image (uniformly without replacement), each with
+    its own prototype (an option beyond the paper). Returns (features (B, C, D), targets (B, C)
+    carrying the gradient to ``beta``).
     """
     c = features.shape[1]
     t = targets.to(features.dtype)  # (B, C)
     valid = valid.to(device=features.device, dtype=torch.bool)  # (C, K)
     eligible = (t == 0) & valid.any(dim=1)[None, :]  # (B, C)
+    if per_image > 1:
+        blend, proto = _draw_several(eligible, valid, prototypes, per_image, generator)
+        mixed_x = beta * features + (1.0 - beta) * proto.to(features.dtype)  # (B, C, D)
+        out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
+        return out_x, _targets(blend, beta, 1.0 - beta, t, scores, only_blended)
     has_eligible = eligible.any(dim=1)  # (B,)
     # multinomial rejects all-zero rows: images without an eligible class draw from a dummy
     # uniform row, and their draw is discarded by has_eligible below.
@@ -159,6 +167,28 @@ def plrb(
     out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
     out_t = _targets(blend, beta, 1.0 - beta, t, scores, only_blended)  # (B, C)
     return out_x, out_t
+
+
+def _draw_several(
+    eligible: Tensor,
+    valid: Tensor,
+    prototypes: Tensor,
+    per_image: int,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """PLRB's draw of up to ``per_image`` eligible classes per image (random keys, top-k) and of
+    one valid prototype for each (image, class). eligible: (B, C); valid: (C, K); prototypes:
+    (C, K, D). Returns (blend mask (B, C), prototypes (B, C, D))."""
+    b, c = eligible.shape
+    keys = torch.rand(b, c, generator=generator, device=eligible.device)  # (B, C)
+    keys = torch.where(eligible, keys, -1.0)
+    top = keys.topk(min(per_image, c), dim=1).indices  # (B, k)
+    blend = torch.zeros_like(eligible).scatter(1, top, eligible.gather(1, top))  # (B, C)
+    # a prototype for every (image, class); classes without one draw from a dummy uniform row
+    proto_w = torch.where(valid.any(1, keepdim=True), valid, True).to(torch.float32)  # (C, K)
+    k = torch.multinomial(proto_w.repeat(b, 1), 1, generator=generator).view(b, c)  # (B, C)
+    protos = prototypes.to(eligible.device)
+    return blend, protos[torch.arange(c, device=eligible.device)[None, :], k]  # (B, C, D)
 
 
 __all__ = ["BlendWeight", "ilrb", "plrb"]
