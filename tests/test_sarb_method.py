@@ -308,3 +308,19 @@ def test_the_backbone_trains_at_its_own_learning_rate() -> None:
     assert {id(p) for p in groups[1]["params"]} == backbone
     assert backbone.isdisjoint(id(p) for p in groups[0]["params"])
     assert sum(len(g["params"]) for g in groups) == len(plain[0]["params"])
+
+
+def test_sarb_plus_is_sarb_on_the_kggr_head() -> None:
+    cfg = _config(method="sarb-plus")
+    assert (cfg.head, cfg.loss, cfg.augment) == ("kggr", "partial-bce", "ilrb,plrb,contrastive")
+    assert _config(head="kggr", loss="partial-bce", augment="ilrb,plrb,contrastive").method == (
+        "sarb-plus"
+    )
+    method = _build(cfg)
+    labels = torch.tensor([[1, 1, -1, 1]] * 6 + [[1, 0, 0, 1]] * 6, dtype=torch.float32)
+    _refresh(method, _batches(labels))
+    targets = torch.tensor([[0, 1, -1, 0], [1, 0, 0, -1], [1, 1, 1, 0]], dtype=torch.float32)
+    loss, terms = _step(method, torch.randn(3, D_IN, 3, 3), targets, epoch=1)
+    assert set(terms) == {"bce", "bce_ilrb", "bce_plrb", "contrastive"} and torch.isfinite(loss)
+    loss.backward()
+    assert method.augmentations["ilrb"].weight.raw.grad is not None
