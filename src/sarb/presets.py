@@ -15,10 +15,11 @@ This module is configuration (plain values); the parts themselves are built by
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from sarb.errors import SarbError
+from sarb.errors import SarbError, quote
 from sarb.registry import Registry
 
 PART_FIELDS = (
@@ -174,7 +175,12 @@ def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
     elif "+" in method and {"head", "loss"} <= given.keys():  # a composed name, as recorded
         base = PRESETS.create(PLAIN_METHOD).parts()
     else:
-        raise SarbError(f"--method {method!r}: unknown method; choose from {PRESETS.choices}")
+        close = difflib.get_close_matches(str(method), PRESETS.names(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise SarbError(
+            f"--method {quote(method, 40)}: unknown method{hint}; `sarb methods` lists the "
+            f"{len(PRESETS.names())} methods"
+        )
     parts = {**base, **given}
     parts["augment"] = ",".join(split_augment(parts["augment"]))
     order = [method] if method in PRESETS else []
