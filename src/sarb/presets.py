@@ -49,6 +49,12 @@ class Preset:
         return {f: getattr(self, f) for f in PART_FIELDS}
 
 
+OPTION_FIELDS = PART_FIELDS[3:]
+"""The parts that are options of the head and the augmentations (after head, loss, augment)."""
+PAPER_OPTIONS = {f: getattr(Preset, f) for f in OPTION_FIELDS}
+"""Each option's value in the paper (the Preset defaults): ``{"attention": "sd", ...}``."""
+
+
 PRESETS: Registry[Preset] = Registry("method", "--method")
 
 
@@ -126,8 +132,7 @@ def split_augment(value: str | None) -> list[str]:
 def method_name(parts: dict[str, Any]) -> str:
     """The composed name of ``parts`` (``head+loss+aug1+aug2``, then each option that is not the
     paper's, e.g. ``+sam``), used when no preset matches."""
-    options = [parts.get(f) for f in PART_FIELDS[3:]]
-    extra = [o for o in options if o not in (None, "sd", "learned", "paper")]
+    extra = [parts[f] for f in OPTION_FIELDS if parts.get(f) not in (None, PAPER_OPTIONS[f])]
     return "+".join([parts["head"], parts["loss"], *split_augment(parts["augment"]), *extra])
 
 
@@ -200,11 +205,7 @@ def describe_parts(parts: dict[str, Any]) -> str:
     text = f"--head {parts['head']} --loss {parts['loss']}"
     if parts["augment"]:
         text += f" --augment {parts['augment']}"
-    if parts["attention"] != "sd":
-        text += f" --attention {parts['attention']}"
-    if parts["blend_weights"] != "learned":
-        text += f" --blend-weights {parts['blend_weights']}"
-    for field in ("blend_targets", "blend_loss"):
-        if parts[field] != "paper":
+    for field in OPTION_FIELDS:
+        if parts[field] != PAPER_OPTIONS[field]:
             text += f" --{field.replace('_', '-')} {parts[field]}"
     return text

@@ -18,7 +18,7 @@ from sarb.methods.objectives import LOSSES, Loss
 from sarb.models.factory import DataInfo, build_model
 from sarb.models.heads import HEADS
 from sarb.models.multilabel import MultiLabelModel
-from sarb.presets import split_augment
+from sarb.presets import OPTION_FIELDS, PAPER_OPTIONS, split_augment
 
 Terms = dict[str, Tensor]
 
@@ -148,12 +148,11 @@ def check_parts(cfg: Any) -> list[str]:
             raise SarbError(
                 f"--augment {name} needs category-specific features: --head {fits}, not {cfg.head}"
             )
-    if cfg.attention != "sd" and cfg.head != "csrl":
+    if cfg.attention != PAPER_OPTIONS["attention"] and cfg.head != "csrl":
         raise SarbError(f"--attention {cfg.attention} is an option of --head csrl, not {cfg.head}")
-    for field, paper in (("blend_weights", "learned"), ("blend_targets", "paper"),
-                         ("blend_loss", "paper")):  # fmt: skip
+    for field in (f for f in OPTION_FIELDS if f.startswith("blend_")):
         value = getattr(cfg, field)
-        if value != paper and not {"ilrb", "plrb"} & set(given):
+        if value != PAPER_OPTIONS[field] and not {"ilrb", "plrb"} & set(given):
             raise SarbError(f"--{field.replace('_', '-')} {value} needs --augment ilrb or plrb")
     return [n for n in AUGMENTATIONS.names() if n in given]
 
