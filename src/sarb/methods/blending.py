@@ -14,7 +14,7 @@ tensors; entries that are not blended are bit-identical to the inputs.
 The returned targets depend on ``a`` / ``b`` through autograd, so the blend weights are learned
 through the classification loss.
 
-Two options (``sarb-plus``, docs/method.md#sarb-plus), both off in the paper:
+Options beyond the paper (docs/method.md#options-beyond-the-paper), all off by default:
 
 - ``scores`` (B, C): an estimate that each entry of the image itself is present, e.g. the
   model's own detached probability. The blended target is then ``a s + (1 - a)`` (ILRB) or
@@ -22,6 +22,7 @@ Two options (``sarb-plus``, docs/method.md#sarb-plus), both off in the paper:
   which is wrong for the unknown labels that are in fact present.
 - ``only_blended``: every entry that is not blended becomes unknown (0), so that the blended
   branch's loss covers the blended entries only instead of counting the known labels again.
+- ``per_image`` (PLRB): up to that many eligible classes of an image are blended, not one.
 """
 
 from __future__ import annotations
@@ -143,15 +144,26 @@ def plrb(
     its own prototype (an option beyond the paper). Returns (features (B, C, D), targets (B, C)
     carrying the gradient to ``beta``).
     """
-    c = features.shape[1]
     t = targets.to(features.dtype)  # (B, C)
     valid = valid.to(device=features.device, dtype=torch.bool)  # (C, K)
+    prototypes = prototypes.to(device=features.device, dtype=features.dtype)
     eligible = (t == 0) & valid.any(dim=1)[None, :]  # (B, C)
     if per_image > 1:
         blend, proto = _draw_several(eligible, valid, prototypes, per_image, generator)
-        mixed_x = beta * features + (1.0 - beta) * proto.to(features.dtype)  # (B, C, D)
-        out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
-        return out_x, _targets(blend, beta, 1.0 - beta, t, scores, only_blended)
+    else:
+        blend, proto = _draw_one(eligible, valid, prototypes, generator)
+    mixed_x = beta * features + (1.0 - beta) * proto  # (B, C, D)
+    out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
+    out_t = _targets(blend, beta, 1.0 - beta, t, scores, only_blended)  # (B, C)
+    return out_x, out_t
+
+
+def _draw_one(
+    eligible: Tensor, valid: Tensor, prototypes: Tensor, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """The paper's PLRB draw: one eligible class per image, then one of its valid prototypes.
+    eligible: (B, C); valid: (C, K); prototypes: (C, K, D). Returns (blend mask (B, C), at most
+    one True per row; prototypes (B, 1, D), broadcast over the classes)."""
     has_eligible = eligible.any(dim=1)  # (B,)
     # multinomial rejects all-zero rows: images without an eligible class draw from a dummy
     # uniform row, and their draw is discarded by has_eligible below.
@@ -160,13 +172,8 @@ def plrb(
     proto_ok = valid[cls]  # (B, K); all False only for discarded (dummy) draws
     proto_w = torch.where(proto_ok.any(dim=1, keepdim=True), proto_ok, True).to(torch.float32)
     k = torch.multinomial(proto_w, 1, generator=generator).squeeze(1)  # (B,)
-    proto = prototypes.to(device=features.device, dtype=features.dtype)[cls, k]  # (B, D)
-    one_hot = torch.arange(c, device=features.device)[None, :] == cls[:, None]  # (B, C)
-    blend = one_hot & has_eligible[:, None]  # (B, C), at most one True per row
-    mixed_x = beta * features + (1.0 - beta) * proto[:, None, :]  # (B, C, D)
-    out_x = torch.where(blend[..., None], mixed_x, features)  # (B, C, D)
-    out_t = _targets(blend, beta, 1.0 - beta, t, scores, only_blended)  # (B, C)
-    return out_x, out_t
+    one_hot = torch.arange(eligible.shape[1], device=eligible.device)[None, :] == cls[:, None]
+    return one_hot & has_eligible[:, None], prototypes[cls, k][:, None, :]
 
 
 def _draw_several(
@@ -187,8 +194,7 @@ def _draw_several(
     # a prototype for every (image, class); classes without one draw from a dummy uniform row
     proto_w = torch.where(valid.any(1, keepdim=True), valid, True).to(torch.float32)  # (C, K)
     k = torch.multinomial(proto_w.repeat(b, 1), 1, generator=generator).view(b, c)  # (B, C)
-    protos = prototypes.to(eligible.device)
-    return blend, protos[torch.arange(c, device=eligible.device)[None, :], k]  # (B, C, D)
+    return blend, prototypes[torch.arange(c, device=eligible.device)[None, :], k]  # (B, C, D)
 
 
 __all__ = ["BlendWeight", "ilrb", "plrb"]
