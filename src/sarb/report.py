@@ -15,8 +15,8 @@ Files in a sweep directory DIR (written by ``sarb sweep`` after every cell, and 
   more). "Avg." is the mean of the row's per-proportion means; its "± s" is the std over
   seeds of each seed's own average (seeds that have every proportion of the row).
   When it has two methods or more and two seeds or more, a second table gives each method's
-  per-seed paired difference of test mAP to ``ssgrl`` (else the first method) and the mean
-  validation mAP of the selected epochs.
+  per-seed paired difference of test mAP to a baseline (``sarb report DIR --baseline METHOD``;
+  default ``ssgrl``, else the first method) and the mean validation mAP of the selected epochs.
 - ``map_vs_known.png``: mAP against the known proportion, one line per method, error bars the
   std over seeds (the paper's Figure 3).
 - ``loss_curves.png``: the per-epoch mean training loss from each run's ``log.jsonl`` (seed 0,
