@@ -378,7 +378,10 @@ def _paired_section(
     seeds = {r["seed"] for r in rows}
     if len(methods) < 2 or len(seeds) < 2:
         return []
+    missing = ""  # a --baseline without runs on this dataset: the table says which it used
     if baseline not in methods:
+        if baseline is not None:
+            missing = f" ({baseline} has no runs here)"
         baseline = PAIRED_BASELINE if PAIRED_BASELINE in methods else methods[0]
     header = ["method"]
     for k in knowns:
@@ -394,8 +397,9 @@ def _paired_section(
             cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
         lines.append("| " + " | ".join(cells) + " |")
     caption = (
-        f"Per-seed paired differences of test mAP to {baseline} (mean ± std over the seeds both"
-        " have; an effect smaller than its std is within the seed noise), and the validation mAP"
+        f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
+        " seeds both have; an effect smaller than its std is within the seed noise), and the"
+        " validation mAP"
         " of the selected epochs, on which methods are to be chosen."
     )
     return [caption, "", *lines, ""]
