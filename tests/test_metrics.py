@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from sarb.errors import SarbError
-from sarb.metrics import average_precision, compute_metrics, format_metrics
+from sarb.metrics import average_precision, chance_ap, compute_metrics, format_metrics
 
 
 def _random_case(seed, n=60, c=7, unknown=0.0, decimals=1):
@@ -138,6 +138,7 @@ def test_class_without_positive_is_nan_and_excluded():
     assert m["mAP"] == pytest.approx(100 * 5 / 6)
     assert m["ap_per_class"][0] == pytest.approx(100 * 5 / 6)
     assert m["ap_per_class"][1:] == [None, None]
+    assert m["chance_ap_per_class"] == [pytest.approx(100 * 2 / 3), None, None]
     assert m["ap_definition"] == "voc"
     # Threshold 0.5:           Nc  Np  Ng
     # class 0 (0.9+, 0.5-)      1   2   2
@@ -355,3 +356,15 @@ def test_format_metrics():
         end = lines[0].index(header) + len(header)
         assert all(line[end - 1] != " " and line[end : end + 1] in ("", " ") for line in lines)
     assert format_metrics({}) == "name  mAP  CP  CR  CF1  OP  OR  OF1"
+
+
+def test_chance_ap_is_the_share_of_positives_among_known_labels() -> None:
+    # class 0: 2 of 4 known positive; class 1: 1 of 3 known (one unknown); class 2: none
+    labels = np.array([[1, -1, 0], [1, 0, -1], [-1, -1, -1], [-1, 1, -1]])
+    assert chance_ap(labels) == [50.0, pytest.approx(100 / 3), None]
+    # and it is what a ranking by chance scores on average
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random((400, 1)) < 0.1, 1, -1)
+    aps = [compute_metrics(rng.random((400, 1)), y, ap="sklearn")["ap_per_class"][0]
+           for _ in range(50)]  # fmt: skip
+    assert np.mean(aps) == pytest.approx(chance_ap(y)[0], abs=2.0)

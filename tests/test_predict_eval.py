@@ -50,9 +50,11 @@ def test_eval_on_the_run_dataset_matches_metrics_json(run: Path, tmp_path: Path,
     assert main(["eval", "--checkpoint", str(run), "--out", str(out)]) == 0
     table = capsys.readouterr().out  # a readable table by default, the JSON in --out
     printed = json.loads(out.read_text())
-    assert f"{metrics['mAP']:.1f}" in table and "AP per class:" in table
-    for name, ap in zip(["red", "green", "blue"], metrics["ap_per_class"], strict=True):
-        assert re.search(rf"^  {name}\s+{ap:.1f}$", table, re.M), name
+    assert f"{metrics['mAP']:.1f}" in table and "AP per class (chance" in table
+    rows = list(zip(["red", "green", "blue"], metrics["ap_per_class"],
+                    metrics["chance_ap_per_class"], strict=True))  # fmt: skip
+    for name, ap, chance in rows:
+        assert re.search(rf"^  {name}\s+{ap:.1f}\s+{chance:.1f}$", table, re.M), name
     assert printed["mAP"] == metrics["mAP"]
     assert printed["ap_per_class"] == metrics["ap_per_class"]
     assert printed["split"] == "test" and printed["images"] == 16

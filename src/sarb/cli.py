@@ -227,10 +227,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         print(f"{result['checkpoint']} on {result['data'] or split} ({len(data)} images):")
         print(format_metrics({predictor.config.method: result}))
-        width = max(len(n) for n in predictor.class_names)
-        print("\nAP per class:")
-        for name, ap in zip(predictor.class_names, result["ap_per_class"], strict=True):
-            print(f"  {name:<{width}}  {'-' if ap is None else f'{ap:.1f}'}")
+        aps, chance = result["ap_per_class"], result["chance_ap_per_class"]
+        width = max(len(n) for n in names)
+        print("\nAP per class (chance: the AP of a random ranking):")
+        print(f"  {'':<{width}}     AP  chance")
+        for name, ap, base in zip(names, aps, chance, strict=True):
+            cells = ["-" if v is None else f"{v:.1f}" for v in (ap, base)]
+            print(f"  {name:<{width}}  {cells[0]:>5}  {cells[1]:>5}")
     if args.out:
         atomic_write(args.out, json.dumps(result, indent=2) + "\n", fsync=False)
     return 0

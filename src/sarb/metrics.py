@@ -208,7 +208,8 @@ def compute_metrics(
     Keys: ``mAP`` (mean AP over classes with a known positive; None if there is none),
     ``OP, OR, OF1, CP, CR, CF1`` (threshold rule: predicted positive = score >= threshold),
     ``top3`` (the same six keys for the top-3 rule), ``ap_per_class`` (list, None for a
-    class without a known positive) and ``ap_definition`` (``ap``).
+    class without a known positive), ``chance_ap_per_class`` (:func:`chance_ap`, the same
+    None) and ``ap_definition`` (``ap``).
 
     Only entries with a known label (label != 0) count anywhere. Nc / Np / Ng are the
     correct / predicted / ground-truth positives of each class; OP = sum Nc / sum Np,
@@ -245,8 +246,19 @@ def compute_metrics(
         **_rates(pred, gt),
         "top3": _rates(pred & in_top, gt),
         "ap_per_class": [None if np.isnan(a) else float(100.0 * a) for a in aps],
+        "chance_ap_per_class": chance_ap(y),
         "ap_definition": ap,
     }
+
+
+def chance_ap(labels: np.ndarray) -> list[float | None]:
+    """Per class, in percent, about the AP of a ranking by chance: the share of positives among
+    the class's known labels (None without a known positive). On a sparse set a class's AP is
+    read against it: 10 AP is 8x chance for a class with 1.2% positives, and still unlearned."""
+    y = np.asarray(labels)  # (N, C) in {1, -1, 0}
+    positives = (y == 1).sum(axis=0)  # (C,)
+    known = (y != 0).sum(axis=0)  # (C,)
+    return [None if p == 0 else float(100.0 * p / k) for p, k in zip(positives, known, strict=True)]
 
 
 def _cell(value: Any) -> str:
