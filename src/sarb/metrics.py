@@ -245,7 +245,7 @@ def compute_metrics(
         "mAP": m_ap,
         **_rates(pred, gt),
         "top3": _rates(pred & in_top, gt),
-        "ap_per_class": [None if np.isnan(a) else float(100.0 * a) for a in aps],
+        "ap_per_class": _percents(aps),
         "chance_ap_per_class": chance_ap(y),
         "ap_definition": ap,
     }
@@ -258,7 +258,12 @@ def chance_ap(labels: np.ndarray) -> list[float | None]:
     y = np.asarray(labels)  # (N, C) in {1, -1, 0}
     positives = (y == 1).sum(axis=0)  # (C,)
     known = (y != 0).sum(axis=0)  # (C,)
-    return [None if p == 0 else float(100.0 * p / k) for p, k in zip(positives, known, strict=True)]
+    return _percents(np.where(positives > 0, positives / np.maximum(known, 1), np.nan))
+
+
+def _percents(fractions: np.ndarray) -> list[float | None]:
+    """Per-class fractions (C,) as a JSON list of percents, None where undefined (NaN)."""
+    return [None if np.isnan(f) else float(100.0 * f) for f in fractions]
 
 
 def _cell(value: Any) -> str:

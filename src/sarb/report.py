@@ -399,8 +399,7 @@ def _paired_section(
     caption = (
         f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
         " seeds both have; an effect smaller than its std is within the seed noise), and the"
-        " validation mAP"
-        " of the selected epochs, on which methods are to be chosen."
+        " validation mAP of the selected epochs, on which methods are to be chosen."
     )
     return [caption, "", *lines, ""]
 
