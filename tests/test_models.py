@@ -14,7 +14,7 @@ from sarb.config import resolve_config
 from sarb.models.csrl import Neck, SemanticAttention, SemanticDecoupling, naive_semantic_decoupling
 from sarb.models.factory import DataInfo
 from sarb.models.ggnn import GGNN, adjacency_from_labels
-from sarb.models.heads import HEADS, PerClassLinear, SSGRLClassifier
+from sarb.models.heads import HEADS, PerClassLinear, SSGRLClassifier, prior_logits
 
 B, D, E, K, C, H, W = 2, 16, 6, 8, 5, 3, 4
 
@@ -282,6 +282,36 @@ def test_head_is_features_then_classify(name):
         assert z.dim() == 2 and z.shape[0] == B
     torch.testing.assert_close(head(fmap), head.classify(z), rtol=0, atol=0)
     assert head.classify(torch.cat([z, z])).shape == (2 * B, C)
+
+
+def test_prior_logits_hand_computed():
+    labels = torch.tensor([[1, -1, 0], [1, -1, 0], [-1, -1, 0], [-1, 1, 0]])
+    # class 0: 2 of 4 known positive -> (2+1)/(4+2) = 0.5; class 1: 1 of 4 -> 2/6; class 2: none
+    expected = torch.tensor([0.0, np.log(2 / 4), 0.0], dtype=torch.float32)
+    torch.testing.assert_close(prior_logits(labels), expected)
+    torch.testing.assert_close(prior_logits(labels.numpy()), expected)
+
+
+@pytest.mark.parametrize("name", ["csrl", "kggr"])
+def test_graph_heads_start_at_the_class_prior(name):
+    """``--bias-init prior``: an untrained head's sigmoid sits near each class's share of known
+    positives (weights small, biases at the prior); ``uniform`` keeps PyTorch's start."""
+    rng = np.random.default_rng(0)
+    share = np.array([0.02, 0.05, 0.2, 0.5, 0.8])
+    labels = np.where(rng.random((400, C)) < share, 1, -1)
+    labels[rng.random((400, C)) < 0.5] = 0  # half unknown
+    info = DataInfo(list("abcde"), None, labels)
+    cfg = resolve_config(None, head=name, feat_dim=D, hidden_dim=K, neck_pool=1)
+    head = HEADS.create(name, cfg, 10, info)
+    bias = head.classifier.per_class.bias if name == "csrl" else head.bias
+    known = labels != 0
+    observed = ((labels == 1) & known).sum(0) / known.sum(0)
+    np.testing.assert_allclose(torch.sigmoid(bias).detach().numpy(), observed, atol=0.01)
+    assert bias.requires_grad
+    uniform = resolve_config(None, head=name, feat_dim=D, hidden_dim=K, bias_init="uniform")
+    head = HEADS.create(name, uniform, 10, info)
+    bias = head.classifier.per_class.bias if name == "csrl" else head.bias
+    assert bias.abs().max() <= 1 / D**0.5 if name == "csrl" else bias.abs().max() == 0
 
 
 # --------------------------------------------------------------------------- gradients

@@ -109,6 +109,15 @@ def test_a_checkpoint_of_an_unknown_format_is_one_line(sarb_run, tmp_path) -> No
         load_checkpoint(path)
 
 
+def test_a_checkpoint_from_before_bias_init_records_the_uniform_start(sarb_run, tmp_path) -> None:
+    payload = load_checkpoint(sarb_run / RunDir.BEST)
+    assert payload["config"]["bias_init"] == "prior"  # today's default
+    config = {k: v for k, v in payload["config"].items() if k != "bias_init"}
+    old = tmp_path / "old.pt"
+    torch.save({**payload, "config": config}, old)
+    assert load_checkpoint(old)["config"]["bias_init"] == "uniform"
+
+
 def test_a_checkpoint_from_before_classifier_dim_loads_with_its_2d_wide_classifier(
     sarb_run, tmp_path
 ) -> None:

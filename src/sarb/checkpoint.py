@@ -24,7 +24,9 @@ follows the old parameter order):
 
 Checkpoints written before a setting existed are loaded as they were trained: without
 ``classifier_dim`` the csrl head's ``o_c`` had ``2 x feat_dim`` channels; without
-``class_embedding_norm`` fixed class vectors were used as given (``none``).
+``class_embedding_norm`` fixed class vectors were used as given (``none``); without
+``bias_init`` the heads' class biases started uniform (a checkpoint's state dict replaces them
+anyway; the setting matters to a run restarted from its config).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def _older_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "classifier_dim": 2 * feat_dim if isinstance(feat_dim, int) else None,
         "class_embedding_norm": "none",
+        "bias_init": "uniform",
     }
 
 

@@ -112,6 +112,13 @@ class TrainConfig:
     classifier_dim: int | None = _opt(
         None, "channels of the csrl head's o_c before the per-class classifiers (default feat_dim)"
     )
+    bias_init: str = _opt(
+        "prior",
+        "start of the csrl and kggr heads' class biases: prior (the log-odds of the class's share"
+        " of positives among its known training labels) or uniform (PyTorch's default, as the"
+        " authors' code)",
+        ("prior", "uniform"),
+    )
     # optimisation
     epochs: int = _opt(20, "training epochs")
     batch_size: int = _opt(16, "images per step")

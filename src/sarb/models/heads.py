@@ -56,6 +56,32 @@ def _label_graph(info: Any, build: Any) -> Tensor:
     return build(info.train_labels)
 
 
+def prior_logits(labels: Tensor | Any) -> Tensor:
+    """Log-odds (C,) of each class's share of positives among its known labels, from partial
+    labels (N, C) in {1, -1, 0}, smoothed by one positive and one negative (a class with no
+    known label gets 0).
+
+    A class bias started there makes the untrained head predict each class's base rate (Lin et
+    al., ICCV 2017, do the same for rare objects). Started at 0 instead, every sigmoid begins at
+    0.5 while only a few percent of the known labels are positive: Adam moves a bias by about
+    the learning rate per step, so for hundreds of steps the negatives' gradient pushes the
+    per-class classifier weights and the attention away from their class instead, and rare
+    classes can stay unlearned for the whole run (on glyphs, SSGRL lost whole symbols this way).
+    """
+    lab = torch.as_tensor(labels)
+    pos = (lab == 1).sum(0).double()  # (C,)
+    known = (lab != 0).sum(0).double()  # (C,)
+    return torch.log((pos + 1) / (known - pos + 1)).float()  # log(p / (1-p)), p = (pos+1)/(known+2)
+
+
+def _init_bias(bias: Tensor, cfg: Any, info: Any) -> None:
+    """Start a head's class biases (C,) as ``cfg.bias_init`` says; with no training labels (a
+    checkpoint's state dict will provide them) they are left as they are."""
+    if cfg.bias_init == "prior" and info.train_labels is not None:
+        with torch.no_grad():
+            bias.copy_(prior_logits(info.train_labels))
+
+
 def _embeddings(cfg: Any, info: Any) -> ClassEmbeddings:
     """The head's class embeddings: ``info``'s fixed vectors (standardised unless
     ``--class-embedding-norm none``) or learned ones."""
@@ -126,7 +152,8 @@ class CSRLHead(Head):
     """Neck -> CSRL (``--attention sd|sam``) -> GGNN over the label graph -> SSGRL classifier.
 
     ``features`` are the CSRL features (B, C, D); ``classify`` runs GGNN + classifier on them.
-    The label graph is ``A[i, j] = P(j | i)`` of the known positives of the training labels.
+    The label graph is ``A[i, j] = P(j | i)`` of the known positives of the training labels;
+    the class biases start at the class prior (``--bias-init``, see :func:`prior_logits`).
     """
 
     category_specific = True
@@ -144,6 +171,7 @@ class CSRLHead(Head):
         self.register_buffer("adjacency", _label_graph(info, adjacency_from_labels))  # (C, C)
         self.ggnn = GGNN(d, steps=3)
         self.classifier = SSGRLClassifier(c, d, cfg.classifier_dim or d)
+        _init_bias(self.classifier.per_class.bias, cfg, info)
 
     def features(self, fmap: Tensor) -> Tensor:
         """CSRL features (B, C, D) of a backbone feature map (B, D_in, H, W)."""
@@ -206,7 +234,8 @@ class KGGRHead(Head):
     classifier is ``w_c = W_w [g_c ; w0_c]`` with ``g_c`` the classifier GGNN's output (the same
     read-out as the feature branch, without tanh so that classifier weights are unbounded);
     ``o_c`` has ``feat_dim`` channels (as the csrl head) so that both GGNNs have the
-    same size; the bias starts at 0. ``features`` are the SD features (B, C, D).
+    same size; the bias starts at the class prior (``--bias-init``, see :func:`prior_logits`).
+    ``features`` are the SD features (B, C, D).
     """
 
     category_specific = True
@@ -228,6 +257,7 @@ class KGGRHead(Head):
         self.classifier_ggnn = GGNN(d, steps=3)
         self.fc_w = nn.Linear(2 * d, d)
         self.bias = nn.Parameter(torch.zeros(c))
+        _init_bias(self.bias, cfg, info)
 
     def classifiers(self) -> Tensor:
         """Per-class classifiers (C, D): initial weights propagated over the label graph."""
@@ -244,4 +274,7 @@ class KGGRHead(Head):
         return torch.einsum("bcd,cd->bc", o, self.classifiers()) + self.bias  # (B, C)
 
 
-__all__ = ["HEADS", "CSRLHead", "GCNHead", "Head", "KGGRHead", "LinearHead", "SSGRLClassifier"]
+__all__ = [
+    "HEADS", "CSRLHead", "GCNHead", "Head", "KGGRHead", "LinearHead", "SSGRLClassifier",
+    "prior_logits",
+]  # fmt: skip
