@@ -114,8 +114,8 @@ class TrainConfig:
     )
     bias_init: str = _opt(
         "prior",
-        "start of the csrl and kggr heads' class biases: prior (the log-odds of the class's share"
-        " of positives among its known training labels) or uniform (PyTorch's default, as the"
+        "start of the csrl head's class biases: prior (the log-odds of the class's share of"
+        " positives among its known training labels) or uniform (PyTorch's default, as the"
         " authors' code)",
         ("prior", "uniform"),
     )
