@@ -310,12 +310,12 @@ def test_the_backbone_trains_at_its_own_learning_rate() -> None:
     assert sum(len(g["params"]) for g in groups) == len(plain[0]["params"])
 
 
-def test_sarb_plus_is_sarb_on_the_kggr_head() -> None:
+def test_sarb_plus_is_sarb_with_teacher_targets() -> None:
     cfg = _config(method="sarb-plus")
-    assert (cfg.head, cfg.loss, cfg.augment) == ("kggr", "partial-bce", "ilrb,plrb,contrastive")
-    assert _config(head="kggr", loss="partial-bce", augment="ilrb,plrb,contrastive").method == (
-        "sarb-plus"
-    )
+    assert (cfg.head, cfg.loss, cfg.augment) == ("csrl", "partial-bce", "ilrb,plrb,contrastive")
+    assert cfg.blend_targets == "teacher"
+    assert _config(method="sarb", blend_targets="teacher").method == "sarb-plus"
+    assert _config(method="sarb").method == "sarb"
     method = _build(cfg)
     labels = torch.tensor([[1, 1, -1, 1]] * 6 + [[1, 0, 0, 1]] * 6, dtype=torch.float32)
     _refresh(method, _batches(labels))

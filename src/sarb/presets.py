@@ -85,9 +85,9 @@ _preset("sarb-ilrb-fixed", _SARB, "ablation: ILRB only, a fixed at 0.5", head="c
         loss="partial-bce", augment="ilrb,contrastive", blend_weights="fixed")  # fmt: skip
 _preset("sarb-plrb-fixed", _SARB, "ablation: PLRB only, b fixed at 0.5", head="csrl",
         loss="partial-bce", augment="plrb,contrastive", blend_weights="fixed")  # fmt: skip
-_preset("sarb-plus", "this toolkit", "SARB's blending and contrastive loss on the KGGR head "
-        "(chosen on the glyphs validation split)", head="kggr", loss="partial-bce",
-        augment=_FULL)  # fmt: skip
+_preset("sarb-plus", "this toolkit", "SARB with blended targets from the model's own scores "
+        "(chosen on the glyphs validation split)", head="csrl", loss="partial-bce",
+        augment=_FULL, blend_targets="teacher")  # fmt: skip
 _preset("gcn-ml", "Chen et al., CVPR 2019 (ML-GCN)", "classifiers from a GCN over class "
         "embeddings", head="gcn", loss="partial-bce")  # fmt: skip
 _preset("kggr", "Chen et al., TPAMI 2021 (re-implemented)", "classifiers propagated by a "
