@@ -25,7 +25,7 @@ follows the old parameter order):
 Checkpoints written before a setting existed are loaded as they were trained: without
 ``classifier_dim`` the csrl head's ``o_c`` had ``2 x feat_dim`` channels; without
 ``class_embedding_norm`` fixed class vectors were used as given (``none``); without
-``bias_init`` the heads' class biases started uniform (a checkpoint's state dict replaces them
+``bias_init`` the csrl head's class biases started uniform (a checkpoint's state dict replaces them
 anyway; the setting matters to a run restarted from its config).
 """
 

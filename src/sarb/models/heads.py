@@ -163,8 +163,8 @@ class CSRLHead(Head):
         self.register_buffer("adjacency", _label_graph(info, adjacency_from_labels))  # (C, C)
         self.ggnn = GGNN(d, steps=3)
         self.classifier = SSGRLClassifier(c, d, cfg.classifier_dim or d)
-        if cfg.bias_init == "prior" and info.train_labels is not None:  # else: a state dict's
-            with torch.no_grad():
+        if cfg.bias_init == "prior" and info.train_labels is not None:  # else a checkpoint's
+            with torch.no_grad():  # state dict provides the biases
                 self.classifier.per_class.bias.copy_(prior_logits(info.train_labels))
 
     def features(self, fmap: Tensor) -> Tensor:
