@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -56,7 +57,7 @@ def _label_graph(info: Any, build: Any) -> Tensor:
     return build(info.train_labels)
 
 
-def prior_logits(labels: Tensor | Any) -> Tensor:
+def prior_logits(labels: Tensor | np.ndarray) -> Tensor:
     """Log-odds (C,) of each class's share of positives among its known labels, from partial
     labels (N, C) in {1, -1, 0}, smoothed by one positive and one negative (a class with no
     known label gets 0).
