@@ -43,6 +43,23 @@ def test_layout_and_determinism(small, tmp_path) -> None:
     assert (other / "train.csv").read_bytes() != (small / "train.csv").read_bytes()
 
 
+def test_a_build_records_the_digest_of_its_content(small, tmp_path) -> None:
+    digest = (small / synthetic.DIGEST).read_text().strip()
+    assert len(digest) == 64 and digest == synthetic.content_digest(small)
+    again = build_glyphs(tmp_path / "again", sizes=SMALL, image_size=64)
+    assert (again / synthetic.DIGEST).read_text().strip() == digest
+    other = build_glyphs(tmp_path / "other", seed=1, sizes=SMALL, image_size=64)
+    assert (other / synthetic.DIGEST).read_text().strip() != digest
+    (again / synthetic.DIGEST).unlink()  # a build made before builds recorded their digest
+    build_glyphs(tmp_path / "again", sizes=SMALL, image_size=64)
+    assert (again / synthetic.DIGEST).read_text().strip() == digest
+    image = again / "images" / "test" / "00003.jpg"
+    data = bytearray(image.read_bytes())
+    data[-3] ^= 1  # one bit of one image
+    image.write_bytes(bytes(data))
+    assert synthetic.content_digest(again) != digest
+
+
 def test_the_label_model_is_sparse_long_tailed_and_structured() -> None:
     # The regime is a property of the label model; sample it without drawing images.
     prior, scene_prior, scene_class = glyphs._definition()

@@ -3,11 +3,14 @@ finished until it is, label statistics, and the scene-drawing primitives (backgr
 
 A build is written into a temporary sibling folder, marked ``COMPLETE`` (with the build
 parameters as JSON) and renamed into place, so an interrupted build never looks finished and a
-build with other parameters is redone.
+build with other parameters is redone. ``SHA256`` holds a digest of what was built: the same
+parameters give the same digest wherever the fonts and Pillow's JPEG encoder are the same, and
+a different one where they are not (results then do not pair run for run with ours).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +28,7 @@ from sarb.errors import SarbError
 
 SPLITS = ("train", "val", "test")
 MARKER = "COMPLETE"
+DIGEST = "SHA256"
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}  # seeds each image's RNG apart per split
 JPEG_QUALITY = 90
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -46,12 +50,18 @@ def build_once(root: Path, params: dict, write: Callable[[Path], None], what: st
     """
     root = Path(root)
     if is_complete(root, params):
+        if not (root / DIGEST).is_file():  # built before builds recorded their digest
+            try:
+                _write_digest(root)
+            except OSError:  # a read-only cache: the digest is a record, not a part of the data
+                pass
         return root
     tmp = root.parent / f".{root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         write(tmp)
+        _write_digest(tmp)
         (tmp / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
         _install(tmp, root, params)
     except OSError as exc:
@@ -60,6 +70,26 @@ def build_once(root: Path, params: dict, write: Callable[[Path], None], what: st
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def content_digest(root: Path) -> str:
+    """SHA-256 (hex) of a built dataset: ``classes.txt``, the split manifests and every image,
+    in split and file-name order, each preceded by its path relative to ``root``."""
+    root = Path(root)
+    files = [root / "classes.txt", *(root / f"{split}.csv" for split in SPLITS)]
+    for split in SPLITS:
+        files += sorted((root / "images" / split).iterdir())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _write_digest(root: Path) -> None:
+    part = root / f".{DIGEST}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    part.write_text(content_digest(root) + "\n")
+    os.replace(part, root / DIGEST)
 
 
 def _install(tmp: Path, root: Path, params: dict) -> None:
