@@ -434,6 +434,23 @@ def test_table_gives_per_seed_paired_differences_to_ssgrl_and_the_validation_map
     assert "paired" not in format_table([r for r in rows if r["method"] == "sarb"])
 
 
+def test_paired_table_gives_the_average_over_proportions_per_seed() -> None:
+    from sarb.report import format_table
+
+    def row(method: str, known: float, seed: int, test: float) -> dict:
+        return {"dataset": "demo", "method": method, "known": known, "seed": seed, "mAP": test,
+                "val_mAP": test + 1.0, "ap_definition": "voc"}  # fmt: skip
+
+    rows = [row("ssgrl", k, s, 50.0 + 10 * s + 20 * k) for k in (0.1, 0.5) for s in (0, 1)]
+    rows += [row("sarb", 0.1, 0, 54.0), row("sarb", 0.5, 0, 62.0)]  # seed 0: +2 on the average
+    rows += [row("sarb", 0.1, 1, 68.0), row("sarb", 0.5, 1, 72.0)]  # seed 1: +4
+    rows += [row("sarb", 0.1, 2, 70.0)]  # seed 2 lacks 50%: not in the average
+    table = format_table(rows)
+    assert "Avg. test - ssgrl | Avg. val mAP |" in table
+    sarb = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
+    assert sarb.endswith("| +3.0 ± 1.4 | 65.0 ± 8.5 |")  # seeds 0-1: 59 and 71 val
+
+
 def test_report_takes_paired_differences_to_the_baseline_asked_for(tmp_path) -> None:
     rows = [{**r, "dataset": "demo", "known": 0.1, "ap_definition": "voc"}
             for r in ({"method": "sarb", "seed": 0, "mAP": 50.0, "val_mAP": 49.0},

@@ -386,7 +386,10 @@ def _paired_section(
     header = ["method"]
     for k in knowns:
         header += [f"{_pct(k)} test - {baseline}", f"{_pct(k)} val mAP"]
+    if len(knowns) > 1:
+        header += [f"Avg. test - {baseline}", "Avg. val mAP"]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    theirs = [r for r in rows if r["method"] == baseline]
     for method in methods:
         cells = [method]
         mine = [r for r in rows if r["method"] == method]
@@ -395,6 +398,11 @@ def _paired_section(
             cells.append("" if method == baseline else _fmt(diff, signed=True))
             vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
             cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
+        if len(knowns) > 1:  # per seed, over the seeds that have every proportion
+            diffs = [_average(mine, knowns, s) - _average(theirs, knowns, s) for s in seeds]
+            vals = (_average(mine, knowns, s, "val_mAP") for s in seeds)
+            cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
+            cells.append(_fmt(stat(vals)))
         lines.append("| " + " | ".join(cells) + " |")
     caption = (
         f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
@@ -402,6 +410,14 @@ def _paired_section(
         " validation mAP of the selected epochs, on which methods are to be chosen."
     )
     return [caption, "", *lines, ""]
+
+
+def _average(
+    rows: Sequence[dict[str, Any]], knowns: list[Known], seed: int, metric: str = "mAP"
+) -> float:
+    """One seed's mean over the proportions (the "Avg." column); NaN if it lacks one."""
+    values = [_value(rows, k, seed, metric) for k in knowns]
+    return math.nan if None in values else sum(values) / len(values)
 
 
 def _figure(ncols: int, width: float = 6.4, height: float = 4.4):
