@@ -226,12 +226,8 @@ def summarize(
         fractions = _fractions(have)
         for m in METRICS:
             means = [cells[k][m].mean for k in fractions if cells[k][m].n > 0]
-            per_seed = []
-            for seed in sorted({r["seed"] for r in mine}):
-                vals = [_value(mine, k, seed, m) for k in fractions]
-                if fractions and all(v is not None for v in vals):
-                    per_seed.append(float(np.mean(vals)))
-            spread = stat(per_seed)
+            seeds = sorted({r["seed"] for r in mine})
+            spread = stat(_average(mine, fractions, seed, m) for seed in seeds)
             mean = float(np.mean(means)) if means else math.nan
             avg[m] = Stat(mean, spread.std, max(spread.n, 1) if means else 0)
         out.append(MethodSummary(method, cells, avg, len(have) == len(knowns)))
@@ -386,7 +382,8 @@ def _paired_section(
     header = ["method"]
     for k in knowns:
         header += [f"{_pct(k)} test - {baseline}", f"{_pct(k)} val mAP"]
-    if len(knowns) > 1:
+    fractions = _fractions(knowns)  # as in the Avg. column: single positive labels stay out
+    if len(fractions) > 1:
         header += [f"Avg. test - {baseline}", "Avg. val mAP"]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     theirs = [r for r in rows if r["method"] == baseline]
@@ -398,9 +395,9 @@ def _paired_section(
             cells.append("" if method == baseline else _fmt(diff, signed=True))
             vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
             cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
-        if len(knowns) > 1:  # per seed, over the seeds that have every proportion
-            diffs = [_average(mine, knowns, s) - _average(theirs, knowns, s) for s in seeds]
-            vals = (_average(mine, knowns, s, "val_mAP") for s in seeds)
+        if len(fractions) > 1:  # per seed, over the seeds that have every proportion
+            diffs = [_average(mine, fractions, s) - _average(theirs, fractions, s) for s in seeds]
+            vals = (_average(mine, fractions, s, "val_mAP") for s in seeds)
             cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
             cells.append(_fmt(stat(vals)))
         lines.append("| " + " | ".join(cells) + " |")
@@ -417,7 +414,7 @@ def _average(
 ) -> float:
     """One seed's mean over the proportions (the "Avg." column); NaN if it lacks one."""
     values = [_value(rows, k, seed, metric) for k in knowns]
-    return math.nan if None in values else sum(values) / len(values)
+    return math.nan if not values or None in values else sum(values) / len(values)
 
 
 def _figure(ncols: int, width: float = 6.4, height: float = 4.4):
