@@ -81,8 +81,8 @@ def _cells(table: str) -> dict[tuple[str, str], str]:
 
 @pytest.mark.parametrize("name,rows", readme_tables(), ids=lambda v: str(v)[:20])
 def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[list[str]]) -> None:
-    """Columns "10%" ... and "Avg." are the report's table; "Avg. paired to `B`" and
-    "val Avg." its paired table with ``--baseline B``."""
+    """Columns "10%" ... and "Avg." are the report's table; "Avg. paired to `B`", "pairs ahead
+    of `B`" and "val Avg." its paired table with ``--baseline B``."""
     results = read_results(ROOT / "results" / name / "results.csv")
     report = _cells(format_table(results))
     header, *body = rows
@@ -92,12 +92,11 @@ def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[li
         if (method, "Avg.") not in report:
             continue  # a row from elsewhere; the README says where it comes from
         for column, cell in zip(header[1:], cells[1:], strict=True):
-            paired = re.fullmatch(r"Avg\. paired to `([\w.-]+)`", column)
-            if paired and paired.group(1) != method:
-                baseline = paired.group(1)
-                expected = _cells(format_table(results, baseline))[
-                    method, f"Avg. test - {baseline}"
-                ]
+            paired = re.fullmatch(r"(Avg\. paired to|pairs ahead of) `([\w.-]+)`", column)
+            if paired and paired.group(2) != method:
+                kind, baseline = paired.groups()
+                there = "Avg. test -" if kind == "Avg. paired to" else kind
+                expected = _cells(format_table(results, baseline))[method, f"{there} {baseline}"]
             elif column == "val Avg.":
                 expected = report[method, "Avg. val mAP"]
             elif not paired:

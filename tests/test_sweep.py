@@ -448,7 +448,25 @@ def test_paired_table_gives_the_average_over_proportions_per_seed() -> None:
     table = format_table(rows)
     assert "Avg. test - ssgrl | Avg. val mAP |" in table
     sarb = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
-    assert sarb.endswith("| +3.0 ± 1.4 | 65.0 ± 8.5 |")  # seeds 0-1: 59 and 71 val
+    assert sarb.endswith("| +3.0 ± 1.4 | 65.0 ± 8.5 | 4/4 |")  # seeds 0-1: 59 and 71 val
+
+
+def test_paired_table_counts_the_pairs_a_method_wins() -> None:
+    from sarb.report import format_table
+
+    def row(method: str, known: float, seed: int, test: float) -> dict:
+        return {"dataset": "demo", "method": method, "known": known, "seed": seed, "mAP": test,
+                "val_mAP": test, "ap_definition": "voc"}  # fmt: skip
+
+    rows = [row("ssgrl", k, s, 50.0) for k in (0.1, 0.5) for s in (0, 1, 2)]
+    rows += [row("sarb", 0.1, 0, 51.0), row("sarb", 0.1, 1, 49.0), row("sarb", 0.1, 2, 50.0)]
+    rows += [row("sarb", 0.5, 0, 52.0), row("sarb", 0.5, 1, 53.0)]  # seed 2 lacks 50%: 5 pairs
+    table = format_table(rows)
+    assert "| pairs ahead of ssgrl |" in table
+    sarb = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
+    assert sarb.endswith("| 3/5 |")  # a tie (seed 2 at 10%) is not a win
+    ssgrl = [line for line in table.splitlines() if line.startswith("| ssgrl |")][-1]
+    assert ssgrl.endswith("|  |")
 
 
 def test_report_takes_paired_differences_to_the_baseline_asked_for(tmp_path) -> None:

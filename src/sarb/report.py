@@ -353,6 +353,13 @@ def paired_difference(
 ) -> Stat:
     """Mean ± std over the seeds that both methods have of ``method`` minus ``baseline``: the
     comparison of two methods that seed noise (shared by both through the seed) hides least."""
+    return stat(_paired_values(rows, method, baseline, known, metric))
+
+
+def _paired_values(
+    rows: Sequence[dict[str, Any]], method: str, baseline: str, known: Known, metric: str = "mAP"
+) -> list[float]:
+    """``method`` minus ``baseline``, one value per seed that both have at ``known``."""
     ours = [r for r in rows if r["method"] == method]
     theirs = [r for r in rows if r["method"] == baseline]
     seeds = sorted({r["seed"] for r in ours} & {r["seed"] for r in theirs})
@@ -361,7 +368,7 @@ def paired_difference(
         a, b = _value(ours, known, seed, metric), _value(theirs, known, seed, metric)
         if a is not None and b is not None:
             diffs.append(a - b)
-    return stat(diffs)
+    return diffs
 
 
 def _paired_section(
@@ -385,6 +392,7 @@ def _paired_section(
     fractions = _fractions(knowns)  # as in the Avg. column: single positive labels stay out
     if len(fractions) > 1:
         header += [f"Avg. test - {baseline}", "Avg. val mAP"]
+    header.append(f"pairs ahead of {baseline}")
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     theirs = [r for r in rows if r["method"] == baseline]
     for method in methods:
@@ -400,11 +408,15 @@ def _paired_section(
             vals = (_average(mine, fractions, s, "val_mAP") for s in seeds)
             cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
             cells.append(_fmt(stat(vals)))
+        diffs = [d for k in knowns for d in _paired_values(rows, method, baseline, k)]
+        ahead = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
+        cells.append("" if method == baseline else ahead)
         lines.append("| " + " | ".join(cells) + " |")
     caption = (
         f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
-        " seeds both have; an effect smaller than its std is within the seed noise), and the"
-        " validation mAP of the selected epochs, on which methods are to be chosen."
+        " seeds both have; an effect smaller than its std is within the seed noise), the"
+        " validation mAP of the selected epochs, on which methods are to be chosen, and in how"
+        " many of the (label setting, seed) pairs both have the method's test mAP is the higher."
     )
     return [caption, "", *lines, ""]
 
