@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import average_precision_score
 
 from sarb.cli import main
@@ -160,6 +161,9 @@ def test_train_writes_metrics_json(tmp_path: Path, tiny_dataset, capsys) -> None
         assert key in metrics
     assert metrics["method"] == "bce-ignore" and metrics["known"] == 0.5 and metrics["seed"] == 0
     assert len(metrics["ap_per_class"]) == len(CLASSES)
+    env = metrics["environment"]  # where it ran: what a rerun must match to repeat the numbers
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["threads"] >= 1
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["processor"]
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]

@@ -33,7 +33,14 @@ from sarb.metrics import compute_metrics
 from sarb.models.factory import DataInfo, embeddings_for
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
-from sarb.runtime import amp_enabled, autocast, choose_threads, pick_device, seed_everything
+from sarb.runtime import (
+    amp_enabled,
+    autocast,
+    choose_threads,
+    environment,
+    pick_device,
+    seed_everything,
+)
 from sarb.summary import print_summary
 
 
@@ -179,6 +186,7 @@ def _fit_in(run: RunDir, cfg: TrainConfig, dist_info: distributed.DistInfo, devi
         "skipped_images": splits.skipped_images,
         "world_size": dist_info.world,
         "run_dir": cfg.out,
+        "environment": environment(device),
     }
     if dist_info.is_main:
         run.write_metrics(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 import sys
 from typing import Any
@@ -67,6 +68,40 @@ def choose_threads(requested: int | None, processes: int) -> int:
               f"{share} threads may oversubscribe it; --threads N (e.g. 1) avoids that",
               file=sys.stderr)  # fmt: skip
     return share
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where a run computed, kept with its metrics. Two runs of one configuration give the same
+    numbers only where these agree: the same package versions on two CPUs with other vector
+    instructions, or another thread count, round differently and train other models."""
+    import torchvision
+
+    if device.type == "cuda":
+        processor = torch.cuda.get_device_name(device)
+    else:
+        processor = _cpu_model() or platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "device": device.type,
+        "processor": processor,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def one_thread(worker_id: int) -> None:
