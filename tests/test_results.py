@@ -9,12 +9,14 @@ names a record (``sarb report results/NAME``) shows a number the record does not
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from sarb.report import format_table, read_results, write_results
+from sarb.runs import RunDir
 from sarb.sweep import collect_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,17 @@ def test_a_record_results_are_what_its_runs_measured(record: Path, tmp_path: Pat
 def test_a_record_table_is_what_sarb_report_makes_of_its_results(record: Path) -> None:
     table = (record / "table.md").read_text()
     assert format_table(read_results(record / "results.csv"), _baseline(table)) == table
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
+def test_a_record_holds_the_runs_of_one_installation(record: Path) -> None:
+    """Per-seed pairs are meaningful only between runs of one installation: the runs that say
+    where they computed (``metrics.json``'s ``environment``) all say the same."""
+    found = {
+        json.dumps(RunDir(path.parent).read_metrics().get("environment"), sort_keys=True)
+        for path in record.glob("runs/*/*/seed*/metrics.json")
+    }
+    assert len(found - {"null"}) <= 1, sorted(found)
 
 
 def readme_tables() -> list[tuple[str, list[list[str]]]]:
@@ -79,30 +92,36 @@ def _cells(table: str) -> dict[tuple[str, str], str]:
     return out
 
 
+def _paired_cell(results: list[dict], baseline: str, method: str, column: str) -> str:
+    """A cell of ``sarb report --baseline baseline``'s paired table (empty for the baseline)."""
+    return "" if method == baseline else _cells(format_table(results, baseline))[method, column]
+
+
 @pytest.mark.parametrize("name,rows", readme_tables(), ids=lambda v: str(v)[:20])
 def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[list[str]]) -> None:
-    """Columns "10%" ... and "Avg." are the report's table; "Avg. paired to `B`", "pairs ahead
-    of `B`" and "val Avg." its paired table with ``--baseline B``."""
+    """Columns "10%" ... and "Avg." are the report's table; "X paired to `B`", "pairs ahead of
+    `B`" and "X val" (X: "10%" ... or "Avg.") its paired table with ``--baseline B``."""
     results = read_results(ROOT / "results" / name / "results.csv")
     report = _cells(format_table(results))
     header, *body = rows
     checked = 0
     for cells in body:
         method = cells[0].strip("`")
-        if (method, "Avg.") not in report:
+        if (method, "Avg.") not in report and (method, header[1]) not in report:
             continue  # a row from elsewhere; the README says where it comes from
         for column, cell in zip(header[1:], cells[1:], strict=True):
-            paired = re.fullmatch(r"(Avg\. paired to|pairs ahead of) `([\w.-]+)`", column)
-            if paired and paired.group(2) != method:
-                kind, baseline = paired.groups()
-                there = "Avg. test -" if kind == "Avg. paired to" else kind
-                expected = _cells(format_table(results, baseline))[method, f"{there} {baseline}"]
-            elif column == "val Avg.":
-                expected = report[method, "Avg. val mAP"]
-            elif not paired:
-                expected = report[method, column]
+            paired = re.fullmatch(r"(.+) paired to `([\w.-]+)`", column)
+            ahead = re.fullmatch(r"pairs ahead of `([\w.-]+)`", column)
+            if paired:
+                setting, baseline = paired.groups()
+                expected = _paired_cell(results, baseline, method, f"{setting} test - {baseline}")
+            elif ahead:
+                baseline = ahead.group(1)
+                expected = _paired_cell(results, baseline, method, f"pairs ahead of {baseline}")
+            elif column.endswith(" val"):
+                expected = report[method, f"{column} mAP"]
             else:
-                continue  # a method paired to itself: empty
+                expected = report[method, column]
             assert cell == expected, (method, column)
         checked += 1
     assert checked >= 2, f"the README table of results/{name} quotes fewer than two of its rows"
