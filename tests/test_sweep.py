@@ -272,6 +272,14 @@ def test_interrupted_cell_resumes(tiny_dataset, tmp_path: Path, capsys) -> None:
     assert after["mAP"] == before["mAP"]
 
 
+def test_seeds_take_a_count_a_range_or_a_list() -> None:
+    from sarb.sweep import parse_seeds
+
+    assert parse_seeds("3") == parse_seeds(3) == [0, 1, 2]
+    assert parse_seeds("3-4") == parse_seeds("3,4") == parse_seeds([3, 4]) == [3, 4]
+    assert parse_seeds("2-2") == [2] and parse_seeds("5,1") == [5, 1]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -279,6 +287,10 @@ def test_interrupted_cell_resumes(tiny_dataset, tmp_path: Path, capsys) -> None:
         (["--methods", "sarb", "--known", "0.5,1.5"], "--known must be in (0, 1], got 1.5"),
         (["--methods", "sarb", "--seeds", "0"], "--seeds must be >= 1"),
         (["--methods", "sarb", "--seed", "1"], "use --seeds N"),
+        (["--methods", "sarb", "--seeds", "4-2"], "--seeds 4-2: the range's first seed is above"),
+        (["--methods", "sarb", "--seeds", "1,x"], "--seeds: expected a number of seeds N, a"),
+        (["--methods", "sarb", "--seeds", "3,3"], "--seeds 3,3: a seed is listed twice"),
+        (["--methods", "sarb", "--seeds=-1,2"], "--seeds -1,2: seeds are >= 0"),
         ([], "needs --methods"),
     ],
 )

@@ -553,7 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated known-label fractions, and/or single-positive (default: the"
         " paper's 0.1,...,0.9)",
     )
-    p.add_argument("--seeds", help="number of seeds: runs seeds 0..N-1 (default 1)")
+    p.add_argument(
+        "--seeds",
+        help="N: seeds 0..N-1 (default 1); A-B or A,B,...: those seeds (a sweep split over"
+        " processes or machines by seeds, into one --out)",
+    )
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # rejected: use --seeds
     p.add_argument("--out", required=True, metavar="DIR",
                    help="sweep directory: runs/, results.csv, table.md, figures")  # fmt: skip

@@ -7,7 +7,8 @@ Usage::
                [--config FILE]
 
 Every cell is one ``sarb train`` run (in this process) with ``--method m --known p --seed s``
-in ``DIR/runs/{m}/known{p}/seed{s}/``; seeds are 0..N-1 and the label mask keeps
+in ``DIR/runs/{m}/known{p}/seed{s}/``; seeds are 0..N-1 (or ``--seeds A-B``, ``--seeds
+A,B,...``: a sweep split over processes by seeds) and the label mask keeps
 ``--mask-seed`` (0, the paper's masks, unless set). ``--known`` may also list
 ``single-positive``: a column of cells trained on single positive labels
 (``DIR/runs/{m}/single-positive/seed{s}/``), shown after the fractions and left out of Avg.
@@ -35,7 +36,7 @@ Config files: ``--config`` takes a path or the name of a packaged config (``quic
     sweep:
       methods: [sarb, ssgrl]   # or "sarb,ssgrl" or "all"
       known: [0.1, 0.5, 0.9]   # or "0.1,0.5,0.9"
-      seeds: 3                 # seeds 0, 1, 2
+      seeds: 3                 # seeds 0, 1, 2; or "3-4", or [3, 4]
 
 Without either, ``known`` is the paper's nine proportions 0.1..0.9 and ``seeds`` is 1;
 ``methods`` must be given. Top-level ``method``, ``known``, ``seed`` and ``out`` keys are
@@ -178,15 +179,32 @@ def parse_methods(value: str | list | tuple) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_seeds(value: int | str) -> list[int]:
-    """``N`` -> seeds 0..N-1."""
+def parse_seeds(value: int | str | list[int]) -> list[int]:
+    """``N`` -> seeds 0..N-1; ``A-B`` -> seeds A..B; ``A,B,...`` (or a YAML list) -> those.
+
+    Ranges and lists split one sweep over machines or processes: two sweeps into one DIR
+    with disjoint seeds never train the same cell."""
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).strip()
+    form = "a number of seeds N, a range A-B or a list A,B,..."
     try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise SarbError(f"--seeds: expected a number of seeds, got {value!r}") from None
-    if n < 1:
-        raise SarbError(f"--seeds must be >= 1, got {n}")
-    return list(range(n))
+        if "," in text or isinstance(value, list):
+            seeds = [int(v) for v in text.split(",")]
+        elif "-" in text.lstrip("-"):
+            first, last = (int(v) for v in text.split("-", 1))
+            if first > last:
+                raise SarbError(f"--seeds {text}: the range's first seed is above its last")
+            seeds = list(range(first, last + 1))
+        elif int(text) < 1:
+            raise SarbError(f"--seeds must be >= 1, got {int(text)}")
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise SarbError(f"--seeds: expected {form}, got {text!r}") from None
+    if min(seeds) < 0:
+        raise SarbError(f"--seeds {text}: seeds are >= 0")
+    if len(set(seeds)) < len(seeds):
+        raise SarbError(f"--seeds {text}: a seed is listed twice")
+    return seeds
 
 
 def read_sweep_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -208,7 +226,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if args.config:
         settings, sweep = read_sweep_config(config_path(args.config))
     if getattr(args, "seed", None) is not None:
-        raise SarbError("sarb sweep runs seeds 0..N-1: use --seeds N, not --seed")
+        raise SarbError("sarb sweep runs several seeds: use --seeds N (0..N-1), A-B or A,B")
     for f in dataclasses.fields(TrainConfig):
         if f.name not in GRID_FIELDS and getattr(args, f.name, None) is not None:
             settings[f.name] = getattr(args, f.name)
