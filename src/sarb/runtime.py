@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
@@ -76,32 +77,45 @@ def environment(device: torch.device) -> dict[str, Any]:
     instructions, or another thread count, round differently and train other models."""
     import torchvision
 
-    if device.type == "cuda":
-        processor = torch.cuda.get_device_name(device)
-    else:
-        processor = _cpu_model() or platform.processor() or platform.machine()
-    return {
+    env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "device": device.type,
-        "processor": processor,
+        "processor": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
+    if device.type == "cuda":
+        env["processor"] = torch.cuda.get_device_name(device)
+    else:
+        env.update(_cpu_info())
+    return env
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
+def _cpu_info() -> dict[str, str]:
+    """The CPU's model name, its family/model/stepping, and a digest of its instruction-set
+    flags, from ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            first = f.read().split("\n\n", 1)[0]  # the first processor's block
     except OSError:
-        pass
-    return None
+        return {}
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines())
+    )
+    out = {}
+    if fields.get("model name"):
+        out["processor"] = fields["model name"]
+    if "cpu family" in fields:
+        out["cpu_model"] = "family {} model {} stepping {}".format(
+            fields["cpu family"], fields.get("model", "?"), fields.get("stepping", "?")
+        )
+    if fields.get("flags"):
+        flags = " ".join(sorted(fields["flags"].split()))
+        out["cpu_flags"] = hashlib.sha256(flags.encode()).hexdigest()[:12]
+    return out
 
 
 def one_thread(worker_id: int) -> None:
