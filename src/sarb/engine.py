@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from sarb import distributed
+from sarb import distributed, runtime
 from sarb.config import TrainConfig, absolute_paths
 from sarb.data.features import cache_path, feature_maps
 from sarb.data.loaders import make_loader
@@ -33,14 +33,7 @@ from sarb.metrics import compute_metrics
 from sarb.models.factory import DataInfo, embeddings_for
 from sarb.models.multilabel import MultiLabelModel
 from sarb.runs import RunDir
-from sarb.runtime import (
-    amp_enabled,
-    autocast,
-    choose_threads,
-    environment,
-    pick_device,
-    seed_everything,
-)
+from sarb.runtime import amp_enabled, autocast, choose_threads, pick_device, seed_everything
 from sarb.summary import print_summary
 
 
@@ -186,7 +179,7 @@ def _fit_in(run: RunDir, cfg: TrainConfig, dist_info: distributed.DistInfo, devi
         "skipped_images": splits.skipped_images,
         "world_size": dist_info.world,
         "run_dir": cfg.out,
-        "environment": environment(device),
+        "environment": runtime.environment(device),
     }
     if dist_info.is_main:
         run.write_metrics(result)
