@@ -45,7 +45,8 @@ def test_cuda_on_a_cpu_machine_says_so(capsys, monkeypatch) -> None:
 def test_format_bench_says_which_targets_are_met() -> None:
     from sarb.bench import format_bench
 
-    result = {"device": "cpu", "torch": "x", "threads": 2, **dict.fromkeys(KEYS, 1.2)}
+    result = {"device": "cpu", "processor": "x86_64", "torch": "x", "threads": 2,
+              **dict.fromkeys(KEYS, 1.2)}  # fmt: skip
     result["sd_memory_vs_naive"] = 4.5
     lines = {line.split()[0]: line for line in format_bench(result).splitlines()[1:8]}
     assert lines["sarb_vs_ssgrl_step"].endswith("target <= 1.3: met")
@@ -53,5 +54,5 @@ def test_format_bench_says_which_targets_are_met() -> None:
     assert lines["kmeans_vs_sklearn"].endswith("target >= 10: NOT met")
     assert lines["kmeans_inertia_ratio"].endswith("target <= 1.05: NOT met")
     assert "target" not in lines["input_vs_pil"]
-    gpu = format_bench({**result, "device": "NVIDIA H100"})
+    gpu = format_bench({**result, "device": "cuda", "processor": "NVIDIA H100"})
     assert re.search(r"sarb_vs_ssgrl_step +1\.200  target <= 1\.15: NOT met", gpu)

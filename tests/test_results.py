@@ -82,8 +82,10 @@ def _cells(table: str) -> dict[tuple[str, str], str]:
     """{(method, column): cell} of every Markdown table in ``table`` (``sarb report``'s)."""
     out, header = {}, []
     for line in table.splitlines():
-        if not line.startswith("|") or line.startswith("|---"):
-            header = [] if not line.startswith("|") else header
+        if not line.startswith("|"):
+            header = []  # the next table's header comes
+            continue
+        if line.startswith("|---"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not header:

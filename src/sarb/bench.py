@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from sarb.config import resolve_config
 from sarb.methods import build_method
 from sarb.models.factory import DataInfo
-from sarb.runtime import cpu_cores, pick_device
+from sarb.runtime import cpu_cores, environment, pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -377,12 +377,7 @@ KEYS = (
 def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
     """Every measurement; ratios first, absolute times beside them."""
     dev = pick_device(device)
-    result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "quick": quick,
-    }
+    result: dict[str, Any] = {**environment(dev), "quick": quick}
     for part in (
         lambda: bench_step(dev, quick),
         lambda: bench_sd(dev, quick),
@@ -397,7 +392,7 @@ def run_bench(device: str = "auto", quick: bool = False) -> dict[str, Any]:
 
 def targets(device: str) -> dict[str, tuple[str, float]]:
     """Issue 6's target per ratio, as (comparison, bound); the step's bound depends on the device
-    (``result["device"]``: "cpu" or a GPU name)."""
+    (``result["device"]``: "cpu" or "cuda")."""
     step = 1.3 if device == "cpu" else 1.15
     return {"sarb_vs_ssgrl_step": ("<=", step), "sd_memory_vs_naive": (">=", 4.0),
             "kmeans_vs_sklearn": (">=", 10.0), "kmeans_inertia_ratio": ("<=", 1.05),
@@ -416,7 +411,8 @@ def format_bench(result: dict[str, Any]) -> str:
     """The ratios as an aligned table with their targets, then the absolute numbers."""
     keys = [*KEYS, *(["train_vs_backbone"] if "train_vs_backbone" in result else [])]
     goal = targets(result["device"])
-    lines = [f"device: {result['device']}  torch {result['torch']}  threads {result['threads']}"]
+    lines = [f"device: {result['device']} ({result['processor']})  torch {result['torch']}  "
+             f"threads {result['threads']}"]  # fmt: skip
     lines += [f"  {k:<28} {result[k]:8.3f}{_target_note(result[k], goal.get(k))}" for k in keys]
     lines.append("absolute:")
     lines += [f"  {k:<28} {v:10.4f}" for k, v in result.items()

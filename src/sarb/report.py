@@ -398,9 +398,11 @@ def _paired_section(
     for method in methods:
         cells = [method]
         mine = [r for r in rows if r["method"] == method]
+        pairs = []  # every (label setting, seed) difference, for the count of pairs ahead
         for k in knowns:
-            diff = paired_difference(rows, method, baseline, k)
-            cells.append("" if method == baseline else _fmt(diff, signed=True))
+            diffs = _paired_values(rows, method, baseline, k)
+            pairs += diffs
+            cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
             vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
             cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
         if len(fractions) > 1:  # per seed, over the seeds that have every proportion
@@ -408,8 +410,7 @@ def _paired_section(
             vals = (_average(mine, fractions, s, "val_mAP") for s in seeds)
             cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
             cells.append(_fmt(stat(vals)))
-        diffs = [d for k in knowns for d in _paired_values(rows, method, baseline, k)]
-        ahead = f"{sum(d > 0 for d in diffs)}/{len(diffs)}" if diffs else "-"
+        ahead = f"{sum(d > 0 for d in pairs)}/{len(pairs)}" if pairs else "-"
         cells.append("" if method == baseline else ahead)
         lines.append("| " + " | ".join(cells) + " |")
     caption = (

@@ -77,37 +77,37 @@ def environment(device: torch.device) -> dict[str, Any]:
     instructions, or another thread count, round differently and train other models."""
     import torchvision
 
-    env = {
+    cpu = _cpu_info() if device.type == "cpu" else {}
+    if device.type == "cuda":
+        processor = torch.cuda.get_device_name(device)
+    else:
+        processor = cpu.pop("model name", None) or platform.processor() or platform.machine()
+    return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "device": device.type,
-        "processor": platform.processor() or platform.machine(),
+        "processor": processor,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        **cpu,
     }
-    if device.type == "cuda":
-        env["processor"] = torch.cuda.get_device_name(device)
-    else:
-        env.update(_cpu_info())
-    return env
 
 
 def _cpu_info() -> dict[str, str]:
-    """The CPU's model name, its family/model/stepping, and a digest of its instruction-set
-    flags, from ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
+    """From ``/proc/cpuinfo`` (Linux; empty elsewhere): the CPU's ``model name``, its
+    ``cpu_model`` (family/model/stepping) and ``cpu_flags``, a digest of its instruction-set
+    flags."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             first = f.read().split("\n\n", 1)[0]  # the first processor's block
     except OSError:
         return {}
-    fields = dict(
-        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines())
-    )
+    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in first.splitlines())}
     out = {}
     if fields.get("model name"):
-        out["processor"] = fields["model name"]
+        out["model name"] = fields["model name"]
     if "cpu family" in fields:
         out["cpu_model"] = "family {} model {} stepping {}".format(
             fields["cpu family"], fields.get("model", "?"), fields.get("stepping", "?")

@@ -184,11 +184,12 @@ def parse_seeds(value: int | str | list[int]) -> list[int]:
 
     Ranges and lists split one sweep over machines or processes: two sweeps into one DIR
     with disjoint seeds never train the same cell."""
-    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).strip()
+    items = value if isinstance(value, list) else str(value).strip().split(",")
+    text = ",".join(str(v) for v in items)
     form = "a number of seeds N, a range A-B or a list A,B,..."
     try:
-        if "," in text or isinstance(value, list):
-            seeds = [int(v) for v in text.split(",")]
+        if len(items) > 1 or isinstance(value, list):
+            seeds = [int(v) for v in items]
         elif "-" in text.lstrip("-"):
             first, last = (int(v) for v in text.split("-", 1))
             if first > last:
@@ -200,6 +201,8 @@ def parse_seeds(value: int | str | list[int]) -> list[int]:
             seeds = list(range(int(text)))
     except ValueError:
         raise SarbError(f"--seeds: expected {form}, got {text!r}") from None
+    if not seeds:
+        raise SarbError(f"--seeds: expected {form}, got an empty list")
     if min(seeds) < 0:
         raise SarbError(f"--seeds {text}: seeds are >= 0")
     if len(set(seeds)) < len(seeds):
