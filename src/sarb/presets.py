@@ -7,8 +7,8 @@ blended entries (``--blend-targets paper|teacher``) and which entries the blende
 loss covers (``--blend-loss paper|blended``). Each preset below fixes all of them;
 ``--method NAME`` starts from a preset and any part given as a flag (or config key) replaces
 the preset's. A run whose parts equal a preset's is named after it (the preset named by
-``--method`` first: ``sarb-plus`` has the parts of the paper's ablation ``sarb-ilrb-fixed``),
-any other combination by its parts (``csrl+partial-bce+ilrb+plrb``).
+``--method`` first, where two presets have the same parts), any other combination by its parts
+(``csrl+partial-bce+ilrb+plrb``).
 
 This module is configuration (plain values); the parts themselves are built by
 ``sarb.methods`` (heads in ``sarb.models.heads``).
@@ -86,9 +86,9 @@ _preset("sarb-ilrb-fixed", _SARB, "ablation: ILRB only, a fixed at 0.5", head="c
         loss="partial-bce", augment="ilrb,contrastive", blend_weights="fixed")  # fmt: skip
 _preset("sarb-plrb-fixed", _SARB, "ablation: PLRB only, b fixed at 0.5", head="csrl",
         loss="partial-bce", augment="plrb,contrastive", blend_weights="fixed")  # fmt: skip
-_preset("sarb-plus", "this toolkit", "SARB without PLRB, a fixed at 0.5 (chosen on the glyphs "
-        "validation split)", head="csrl", loss="partial-bce", augment="ilrb,contrastive",
-        blend_weights="fixed")  # fmt: skip
+_preset("sarb-plus", "this toolkit", "SARB without PLRB and the contrastive loss, a fixed at "
+        "0.5 (chosen on the glyphs validation split)", head="csrl", loss="partial-bce",
+        augment="ilrb", blend_weights="fixed")  # fmt: skip
 _preset("gcn-ml", "Chen et al., CVPR 2019 (ML-GCN)", "classifiers from a GCN over class "
         "embeddings", head="gcn", loss="partial-bce")  # fmt: skip
 _preset("kggr", "Chen et al., TPAMI 2021 (re-implemented)", "classifiers propagated by a "
