@@ -58,7 +58,7 @@ class Method(nn.Module):
             fmap, targets = a.mix_feature_maps(fmap, targets)
         head = self.model.head
         z = head.features(fmap)
-        # blended targets that read the model's own scores (sarb-plus) need the batch's logits
+        # blended targets that read the model's own scores (--blend-targets teacher) need the logits
         # before blending: then two passes of GGNN + classifier instead of one. Before blending
         # starts the one-pass path runs, so that such a run is the paper's run until then
         scoring = any(a.uses_scores for a in augs) and epoch >= (self.first_blending_epoch or 0)
