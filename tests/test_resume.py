@@ -65,6 +65,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_datas
     got = json.loads((out / "metrics.json").read_text())
     assert got.pop("run_dir") == str(out.resolve())
     assert expected.pop("run_dir") == str(reference.resolve())
+    # where a run computed is no result: the thread count may differ between the processes
+    assert got.pop("environment").keys() == expected.pop("environment").keys()
     assert got == expected
     a, b = load_checkpoint(reference / "last.pt"), load_checkpoint(out / "last.pt")
     assert a["loss"]["estimates"].shape[1] == 3  # ROLE's label estimates, one row per image
