@@ -18,11 +18,13 @@ from tests.conftest import tiny_train_args
 
 
 def _args(tiny: dict[str, Path], out: Path) -> list[str]:
-    """SARB trained with ROLE's loss: blending state and label estimates must both resume."""
+    """SARB trained with ROLE's loss: blending state and label estimates must both resume. One
+    thread in every process: the reference trains in this one, whose thread count earlier
+    tests may have changed, and another count rounds differently."""
     args = tiny_train_args(tiny, out, "sarb")
     args[args.index("--epochs") + 1] = "4"
     args[args.index("--batch-size") + 1] = "4"
-    return [*args, "--loss", "role", "--deterministic"]
+    return [*args, "--loss", "role", "--deterministic", "--threads", "1"]
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -65,8 +67,6 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path: Path, tiny_datas
     got = json.loads((out / "metrics.json").read_text())
     assert got.pop("run_dir") == str(out.resolve())
     assert expected.pop("run_dir") == str(reference.resolve())
-    # where a run computed is no result: the thread count may differ between the processes
-    assert got.pop("environment").keys() == expected.pop("environment").keys()
     assert got == expected
     a, b = load_checkpoint(reference / "last.pt"), load_checkpoint(out / "last.pt")
     assert a["loss"]["estimates"].shape[1] == 3  # ROLE's label estimates, one row per image
