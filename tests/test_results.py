@@ -103,7 +103,8 @@ def _paired_cell(results: list[dict], baseline: str, method: str, column: str) -
 @pytest.mark.parametrize("name,rows", readme_tables(), ids=lambda v: str(v)[:20])
 def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[list[str]]) -> None:
     """Columns "10%" ... and "Avg." are the report's table; "X paired to `B`", "pairs ahead of
-    `B`" and "X val" (X: "10%" ... or "Avg.") its paired table with ``--baseline B``."""
+    `B`" and "X val" (X: "10%" ... or "Avg.") its paired table with ``--baseline B``; "X val
+    paired to `B`" and "pairs ahead of `B` on val" its paired table of validation mAP."""
     results = read_results(ROOT / "results" / name / "results.csv")
     report = _cells(format_table(results))
     header, *body = rows
@@ -113,14 +114,17 @@ def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[li
         if (method, "Avg.") not in report and (method, header[1]) not in report:
             continue  # a row from elsewhere; the README says where it comes from
         for column, cell in zip(header[1:], cells[1:], strict=True):
-            paired = re.fullmatch(r"(.+) paired to `([\w.-]+)`", column)
-            ahead = re.fullmatch(r"pairs ahead of `([\w.-]+)`", column)
+            paired = re.fullmatch(r"(.+?)( val)? paired to `([\w.-]+)`", column)
+            ahead = re.fullmatch(r"pairs ahead of `([\w.-]+)`( on val)?", column)
             if paired:
-                setting, baseline = paired.groups()
-                expected = _paired_cell(results, baseline, method, f"{setting} test - {baseline}")
+                setting, val, baseline = paired.groups()
+                column = f"{setting} {'val' if val else 'test'} - {baseline}"
+                expected = _paired_cell(results, baseline, method, column)
             elif ahead:
-                baseline = ahead.group(1)
-                expected = _paired_cell(results, baseline, method, f"pairs ahead of {baseline}")
+                baseline, val = ahead.groups()
+                expected = _paired_cell(
+                    results, baseline, method, f"pairs ahead of {baseline}{val or ''}"
+                )
             elif column.endswith(" val"):
                 expected = report[method, f"{column} mAP"]
             else:

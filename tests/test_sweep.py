@@ -459,8 +459,30 @@ def test_paired_table_gives_the_average_over_proportions_per_seed() -> None:
     rows += [row("sarb", 0.1, 2, 70.0)]  # seed 2 lacks 50%: not in the average
     table = format_table(rows)
     assert "Avg. test - ssgrl | Avg. val mAP |" in table
+    table = table.split("The same of validation mAP")[0]  # the test split's paired table
     sarb = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
     assert sarb.endswith("| +3.0 ± 1.4 | 65.0 ± 8.5 | 4/4 |")  # seeds 0-1: 59 and 71 val
+
+
+def test_report_pairs_the_validation_split_too_on_which_methods_are_chosen() -> None:
+    from sarb.report import format_table
+
+    def row(method: str, known: float, seed: int, test: float, val: float) -> dict:
+        return {"dataset": "demo", "method": method, "known": known, "seed": seed, "mAP": test,
+                "val_mAP": val, "ap_definition": "voc"}  # fmt: skip
+
+    rows = [row("ssgrl", k, s, 50.0 + s, 60.0 + 5 * s) for k in (0.1, 0.5) for s in (0, 1)]
+    # ahead on test, behind on validation: the two tables must not be confused
+    rows += [row("sarb", 0.1, 0, 52.0, 59.0), row("sarb", 0.1, 1, 53.0, 63.0)]
+    rows += [row("sarb", 0.5, 0, 51.0, 61.0), row("sarb", 0.5, 1, 52.0, 65.0)]
+    table = format_table(rows)
+    assert "The same of validation mAP to ssgrl" in table
+    assert "| method | 10% val - ssgrl | 50% val - ssgrl | Avg. val - ssgrl |" in table
+    val = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
+    # 10%: -1, -2; 50%: +1, 0; the average per seed: 0, -1; pairs ahead on val: 1 of 4
+    assert val == "| sarb | -1.5 ± 0.7 | +0.5 ± 0.7 | -0.5 ± 0.7 | 1/4 |"
+    test = [line for line in table.splitlines() if line.startswith("| sarb |")][-2]
+    assert test.startswith("| sarb | +2.0 ± 0.0 | 61.0 ± 2.8 |")
 
 
 def test_paired_table_counts_the_pairs_a_method_wins() -> None:
@@ -475,6 +497,7 @@ def test_paired_table_counts_the_pairs_a_method_wins() -> None:
     rows += [row("sarb", 0.5, 0, 52.0), row("sarb", 0.5, 1, 53.0)]  # seed 2 lacks 50%: 5 pairs
     table = format_table(rows)
     assert "| pairs ahead of ssgrl |" in table
+    table = table.split("The same of validation mAP")[0]  # the test split's paired table
     sarb = [line for line in table.splitlines() if line.startswith("| sarb |")][-1]
     assert sarb.endswith("| 3/5 |")  # a tie (seed 2 at 10%) is not a win
     ssgrl = [line for line in table.splitlines() if line.startswith("| ssgrl |")][-1]

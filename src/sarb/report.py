@@ -377,7 +377,8 @@ def _paired_section(
     methods: list[str],
     baseline: str | None = None,
 ) -> list[str]:
-    """Per-seed paired differences to the baseline and the validation mAP, per proportion."""
+    """Per-seed paired differences to the baseline: of test mAP (with the validation mAP, per
+    proportion), then of validation mAP, the split on which methods are to be chosen."""
     seeds = {r["seed"] for r in rows}
     if len(methods) < 2 or len(seeds) < 2:
         return []
@@ -386,13 +387,43 @@ def _paired_section(
         if baseline is not None:
             missing = f" ({baseline} has no runs here)"
         baseline = PAIRED_BASELINE if PAIRED_BASELINE in methods else methods[0]
+    test = (
+        f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
+        " seeds both have; an effect smaller than its std is within the seed noise), the"
+        " validation mAP of the selected epochs, on which methods are to be chosen, and in how"
+        " many of the (label setting, seed) pairs both have the method's test mAP is the higher."
+    )
+    val = (
+        f"The same of validation mAP to {baseline}{missing}: the comparison on which a method or"
+        " a setting is to be chosen (the test split is for reporting only)."
+    )
+    return [
+        *_paired_table(rows, knowns, methods, baseline, "test", test),
+        *_paired_table(rows, knowns, methods, baseline, "val", val),
+    ]
+
+
+def _paired_table(
+    rows: Sequence[dict[str, Any]],
+    knowns: list[Known],
+    methods: list[str],
+    baseline: str,
+    split: str,
+    caption: str,
+) -> list[str]:
+    """One split's paired table: per proportion and on the average over them, ``method -
+    baseline`` (the test table also gives each proportion's validation mAP)."""
+    metric = "mAP" if split == "test" else "val_mAP"
+    seeds = sorted({r["seed"] for r in rows})
     header = ["method"]
     for k in knowns:
-        header += [f"{_pct(k)} test - {baseline}", f"{_pct(k)} val mAP"]
+        header.append(f"{_pct(k)} {split} - {baseline}")
+        header += [f"{_pct(k)} val mAP"] if split == "test" else []
     fractions = _fractions(knowns)  # as in the Avg. column: single positive labels stay out
     if len(fractions) > 1:
-        header += [f"Avg. test - {baseline}", "Avg. val mAP"]
-    header.append(f"pairs ahead of {baseline}")
+        header.append(f"Avg. {split} - {baseline}")
+        header += ["Avg. val mAP"] if split == "test" else []
+    header.append(f"pairs ahead of {baseline}" + ("" if split == "test" else " on val"))
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     theirs = [r for r in rows if r["method"] == baseline]
     for method in methods:
@@ -400,25 +431,23 @@ def _paired_section(
         mine = [r for r in rows if r["method"] == method]
         pairs = []  # every (label setting, seed) difference, for the count of pairs ahead
         for k in knowns:
-            diffs = _paired_values(rows, method, baseline, k)
+            diffs = _paired_values(rows, method, baseline, k, metric)
             pairs += diffs
             cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
-            vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
-            cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
+            if split == "test":
+                vals = (_value(mine, k, seed, "val_mAP") for seed in seeds)
+                cells.append(_fmt(stat(math.nan if v is None else v for v in vals)))
         if len(fractions) > 1:  # per seed, over the seeds that have every proportion
-            diffs = [_average(mine, fractions, s) - _average(theirs, fractions, s) for s in seeds]
-            vals = (_average(mine, fractions, s, "val_mAP") for s in seeds)
+            diffs = [
+                _average(mine, fractions, s, metric) - _average(theirs, fractions, s, metric)
+                for s in seeds
+            ]
             cells.append("" if method == baseline else _fmt(stat(diffs), signed=True))
-            cells.append(_fmt(stat(vals)))
+            if split == "test":
+                cells.append(_fmt(stat(_average(mine, fractions, s, "val_mAP") for s in seeds)))
         ahead = f"{sum(d > 0 for d in pairs)}/{len(pairs)}" if pairs else "-"
         cells.append("" if method == baseline else ahead)
         lines.append("| " + " | ".join(cells) + " |")
-    caption = (
-        f"Per-seed paired differences of test mAP to {baseline}{missing} (mean ± std over the"
-        " seeds both have; an effect smaller than its std is within the seed noise), the"
-        " validation mAP of the selected epochs, on which methods are to be chosen, and in how"
-        " many of the (label setting, seed) pairs both have the method's test mAP is the higher."
-    )
     return [caption, "", *lines, ""]
 
 
