@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +163,61 @@ def test_a_failing_cell_is_reported_and_the_others_run(
     assert not (out / "failures.txt").exists()
     assert not (out / "runs/sarb/known0.3/seed0/error.txt").exists()
     assert len(read_results(out / "results.csv")) == 4
+
+
+def test_a_cell_that_another_process_trains_is_left_to_it(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+) -> None:
+    from sarb.runs import RunDir, RunInUse
+
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    calls: list = []
+    train = _fake_train(calls)
+
+    def fit(cfg, quiet=False, resume=False):
+        if cfg.known == 0.9 and len(calls) == 1:  # another process took it after the check
+            raise RunInUse(f"{cfg.out}: in use by another sarb run (pid 1 on host)")
+        return train(cfg, quiet, resume)
+
+    monkeypatch.setattr(engine, "fit", fit)
+    args = _sweep_args(config, out, "--methods", "bce-ignore", "--known", "0.3,0.7,0.9")
+    busy = RunDir(out / "runs" / "bce-ignore" / "known0.3" / "seed0")
+    with busy.lock():  # as a second sweep into the same folder holds the cell it trains
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    assert calls == [("bce-ignore", 0.7, 0)]
+    held = r"^\[1/3\] bce-ignore known=0\.3 seed=0: being trained by another process \(pid \d+ on "
+    assert re.search(held + r".*\), skipped$", err, re.M)
+    assert "[3/3] bce-ignore known=0.9 seed=0: being trained by another process, skipped" in err
+    assert "1 trained, 0 skipped (finished earlier), 2 left to another process, 0 failed" in err
+    assert not (out / "failures.txt").exists()
+    assert not (busy.path / "error.txt").exists()
+    assert busy.holder() is None  # released: a rerun trains it
+    assert main(args) == 0
+    assert calls[1:] == [("bce-ignore", 0.3, 0), ("bce-ignore", 0.9, 0)]
+
+
+def test_two_sweeps_into_one_folder_share_the_grid(tiny_dataset, tmp_path) -> None:
+    """Two real processes at once, as on two cores: every cell trained once, none failed, and
+    the table that the last one leaves has every cell."""
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sarb", *_sweep_args(config, out, "--known", "0.2,0.4,0.6,0.8")]
+    cmd += ["--methods", "bce-ignore", "--seeds", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]  # fmt: skip
+    errs = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    trained = [len(re.findall(r"^\[\d/8\] .*: mAP [\d.]+ \(", e, re.M)) for e in errs]
+    assert sum(trained) == 8, errs  # each cell once, by one of the two
+    assert not (out / "failures.txt").exists()
+    rows = read_results(out / "results.csv")
+    assert sorted((r["known"], r["seed"]) for r in rows) == [
+        (k, s) for k in (0.2, 0.4, 0.6, 0.8) for s in (0, 1)
+    ]
 
 
 def _table_rows(text: str) -> dict[str, list[str]]:

@@ -314,10 +314,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     outcome = run_sweep(plan)
     sys.stdout.write((plan.out / report.TABLE).read_text())
+    elsewhere = f", {len(outcome.elsewhere)} left to another process" if outcome.elsewhere else ""
     print(
         f"sweep: {len(outcome.trained)} trained, {len(outcome.skipped)} skipped (finished "
-        f"earlier), {len(outcome.failed)} failed; {plan.out / report.RESULTS}, {report.TABLE}, "
-        f"{report.MAP_FIGURE}, {report.LOSS_FIGURE}",
+        f"earlier){elsewhere}, {len(outcome.failed)} failed; {plan.out / report.RESULTS}, "
+        f"{report.TABLE}, {report.MAP_FIGURE}, {report.LOSS_FIGURE}",
         file=sys.stderr,
     )
     if outcome.failed:

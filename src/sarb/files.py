@@ -1,11 +1,14 @@
-"""Atomic file writes: the one way this package writes a file that a reader may see half done."""
+"""Atomic file writes: the one way this package writes a file that a reader may see half done;
+and :func:`held`, for files that several processes rewrite in turn."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -91,3 +94,19 @@ def remove_stale_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> 
         except OSError:  # gone already, or not ours to delete
             continue
     return removed
+
+
+@contextlib.contextmanager
+def held(lock_file: str | os.PathLike) -> Iterator[None]:
+    """Hold the kernel's exclusive lock on ``lock_file`` (created; ``flock``) while the block
+    runs, waiting for another holder to finish: processes that read, then rewrite, shared files
+    (two sweeps into one folder) take turns. The lock ends with its process, however it ends."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise SarbError(f"{lock_file}: cannot write ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

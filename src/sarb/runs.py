@@ -43,6 +43,10 @@ from sarb.presets import upgrade_config
 from sarb.runtime import rng_state, set_rng_state
 
 
+class RunInUse(SarbError):
+    """The run directory is held by another process's run (:meth:`RunDir.lock`)."""
+
+
 class RunDir:
     """The files of one training run, under ``path``."""
 
@@ -95,8 +99,8 @@ class RunDir:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise SarbError(f"{self / self.LOCK}: cannot lock ({exc.strerror})") from None
                 holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
-                raise SarbError(f"{self.path}: in use by another sarb run ({holder}); wait for "
-                                "it to end, or choose another --out") from None  # fmt: skip
+                raise RunInUse(f"{self.path}: in use by another sarb run ({holder}); wait for "
+                               "it to end, or choose another --out") from None  # fmt: skip
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
             remove_stale_temps(self.path)
@@ -108,6 +112,20 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def holder(self) -> str | None:
+        """Who holds :meth:`lock` now (``pid N on HOST``), or None when no process does."""
+        try:
+            fd = os.open(self / self.LOCK, os.O_RDWR)
+        except OSError:
+            return None  # no lock file: no run has written here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+        finally:
+            os.close(fd)  # releases the probe's lock, if it took it
+        return None
 
     def _mkdir(self) -> None:
         try:

@@ -26,6 +26,11 @@ After every trained cell (and at the end), ``DIR/results.csv``, ``DIR/table.md``
 every finished cell under ``DIR/runs``, so a partial sweep is usable, and two sweeps into the
 same DIR (e.g. more methods later) make one table. Use a new DIR for a new configuration.
 
+Two cores, two processes: sweeps into the same DIR may also run at the same time. A cell that
+another one is training (its run directory is locked) is skipped and said so, and the rewrites
+of the shared files take turns, so the last one to finish leaves every finished cell in the
+table. Each process trains whatever cell it reaches first; ``--seeds`` splits the grid evenly.
+
 Progress: one line per cell on stderr, with an ETA for the cells left to train: each counts
 the mean time of the cells of its method trained so far, or of all cells when none is.
 
@@ -67,10 +72,11 @@ from sarb.config import (
 )
 from sarb.data.partial import SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
+from sarb.files import held
 from sarb.methods import check_parts
 from sarb.presets import PRESETS, upgrade_config
 from sarb.report import Known, known_key
-from sarb.runs import RunDir
+from sarb.runs import RunDir, RunInUse
 
 PAPER_PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """The known-label proportions of the paper's tables ("Avg." is their mean)."""
@@ -79,6 +85,8 @@ SWEEP_KEYS = ("methods", "known", "seeds")
 GRID_FIELDS = ("method", "known", "seed", "out")
 """TrainConfig fields that the grid sets per cell."""
 FAILURES = "failures.txt"
+OUTPUTS_LOCK = ".outputs.lock"
+"""Held while a sweep rewrites ``results.csv`` and the table (:func:`write_outputs`)."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +142,12 @@ class SweepPlan:
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: cells trained, skipped (done before) and failed (with the error)."""
+    """What a sweep did: cells trained, skipped (done before), left to another process that
+    was training them (a second sweep into the same folder), and failed (with the error)."""
 
     trained: list[Cell] = field(default_factory=list)
     skipped: list[Cell] = field(default_factory=list)
+    elsewhere: list[Cell] = field(default_factory=list)
     failed: list[tuple[Cell, str]] = field(default_factory=list)
 
 
@@ -318,9 +328,11 @@ def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[
 
 
 def write_outputs(out: Path, method_order: list[str] | None = None) -> None:
-    """Rewrite ``results.csv`` from the finished cells, then the table and figures from it."""
-    report.write_results(out / report.RESULTS, collect_rows(out, method_order))
-    report.write_report(out)
+    """Rewrite ``results.csv`` from the finished cells, then the table and figures from it;
+    one process at a time, so that each rewrite sees every cell finished before it."""
+    with held(out / OUTPUTS_LOCK):
+        report.write_results(out / report.RESULTS, collect_rows(out, method_order))
+        report.write_report(out)
 
 
 def _record_failure(out: Path, cell: Cell, error: str, exc: BaseException) -> None:
@@ -350,6 +362,10 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
     for i, cell in enumerate(cells, start=1):
         cfg = plan.config(cell)
         run = cell.run_dir(out)
+        if holder := run.holder():  # another sweep into this folder is training the cell
+            say(i, cell, f"being trained by another process ({holder}), skipped")
+            outcome.elsewhere.append(cell)
+            continue
         done = run.read_metrics()
         if done is not None:
             diffs = config_differences(run, cfg)
@@ -363,6 +379,9 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
         started = time.monotonic()
         try:
             result = fit(cfg, quiet=True, resume=resume)
+        except RunInUse:  # another process took the cell since the check above
+            say(i, cell, "being trained by another process, skipped")
+            outcome.elsewhere.append(cell)
         except Exception as exc:  # one cell's failure never stops the others
             error = _error_text(exc)
             if resume:
