@@ -43,6 +43,11 @@ from sarb.presets import upgrade_config
 from sarb.runtime import rng_state, set_rng_state
 
 
+def _holder(fd: int) -> str:
+    """What the process holding a run directory's lock wrote in it: ``pid N on HOST``."""
+    return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+
+
 class RunInUse(SarbError):
     """The run directory is held by another process's run (:meth:`RunDir.lock`)."""
 
@@ -98,8 +103,7 @@ class RunDir:
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise SarbError(f"{self / self.LOCK}: cannot lock ({exc.strerror})") from None
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
-                raise RunInUse(f"{self.path}: in use by another sarb run ({holder}); wait for "
+                raise RunInUse(f"{self.path}: in use by another sarb run ({_holder(fd)}); wait for "
                                "it to end, or choose another --out") from None  # fmt: skip
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
@@ -121,8 +125,8 @@ class RunDir:
             return None  # no lock file: no run has written here
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+        except OSError as exc:  # held; any other failure is for lock() to report
+            return _holder(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
         finally:
             os.close(fd)  # releases the probe's lock, if it took it
         return None
