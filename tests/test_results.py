@@ -118,8 +118,8 @@ def test_a_readme_table_gives_the_numbers_of_its_record(name: str, rows: list[li
             ahead = re.fullmatch(r"pairs ahead of `([\w.-]+)`( on val)?", column)
             if paired:
                 setting, val, baseline = paired.groups()
-                column = f"{setting} {'val' if val else 'test'} - {baseline}"
-                expected = _paired_cell(results, baseline, method, column)
+                key = f"{setting} {'val' if val else 'test'} - {baseline}"
+                expected = _paired_cell(results, baseline, method, key)
             elif ahead:
                 baseline, val = ahead.groups()
                 expected = _paired_cell(

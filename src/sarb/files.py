@@ -4,6 +4,7 @@ and :func:`held`, for files that several processes rewrite in turn."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -94,6 +95,19 @@ def remove_stale_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> 
         except OSError:  # gone already, or not ours to delete
             continue
     return removed
+
+
+def try_lock(fd: int, path: str | os.PathLike) -> bool:
+    """Take the kernel's exclusive lock (``flock``) on the open file ``fd`` without waiting:
+    False when another process holds it; any other failure is a SarbError naming ``path``.
+    The lock ends when ``fd`` is closed or its process ends, however it ends."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise SarbError(f"{path}: cannot lock ({exc.strerror or exc})") from None
+    return True
 
 
 @contextlib.contextmanager

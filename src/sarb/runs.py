@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -38,7 +36,7 @@ from torch import nn
 from sarb.checkpoint import FORMAT, load_checkpoint
 from sarb.config import TrainConfig, config_yaml, flag, read_yaml, resume_change
 from sarb.errors import SarbError, quote
-from sarb.files import atomic_write, remove_stale_temps
+from sarb.files import atomic_write, remove_stale_temps, try_lock
 from sarb.presets import upgrade_config
 from sarb.runtime import rng_state, set_rng_state
 
@@ -98,13 +96,9 @@ class RunDir:
         except OSError as exc:
             raise SarbError(f"{self / self.LOCK}: cannot write ({exc.strerror})") from None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise SarbError(f"{self / self.LOCK}: cannot lock ({exc.strerror})") from None
+            if not try_lock(fd, self / self.LOCK):
                 raise RunInUse(f"{self.path}: in use by another sarb run ({_holder(fd)}); wait for "
-                               "it to end, or choose another --out") from None  # fmt: skip
+                               "it to end, or choose another --out")  # fmt: skip
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
             remove_stale_temps(self.path)
@@ -124,12 +118,9 @@ class RunDir:
         except OSError:
             return None  # no lock file: no run has written here
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:  # held; any other failure is for lock() to report
-            return _holder(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+            return None if try_lock(fd, self / self.LOCK) else _holder(fd)
         finally:
             os.close(fd)  # releases the probe's lock, if it took it
-        return None
 
     def _mkdir(self) -> None:
         try:
