@@ -155,6 +155,14 @@ def test_a_failing_cell_is_reported_and_the_others_run(
         ("sarb", 0.7),
     ]
 
+    # another sweep into the folder (another grid) keeps the record of the first one's failure
+    other = _sweep_args(config, out, "--methods", "bce-ignore", "--known", "0.3")
+    assert main(other) == 0
+    assert "sarb known=0.3 seed=0: RuntimeError" in (out / "failures.txt").read_text()
+    error = (out / "runs/sarb/known0.3/seed0/error.txt").read_text().splitlines()
+    assert error[0] == "RuntimeError: simulated crash second line"  # then the traceback
+    assert error[2] == "Traceback (most recent call last):"
+
     # a rerun retries only the failed cell; the failure record goes
     calls.clear()
     monkeypatch.setattr(engine, "fit", _fake_train(calls))

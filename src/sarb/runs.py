@@ -8,7 +8,7 @@
   TensorBoard is installed);
 - ``last.pt`` (+ ``last.prev.pt``, the one before): the training state, for an exact resume;
 - ``best.pt``: the epoch with the best validation mAP; ``metrics.json``: its test metrics;
-- ``error.txt``: the traceback of a failed sweep cell;
+- ``error.txt``: why a sweep cell failed: one line, then the traceback;
 - ``.lock``: held (``flock``) by the run that writes here, so that a second run into the same
   directory is refused; the kernel releases it when its process ends, however it ends.
 
@@ -272,12 +272,21 @@ class RunDir:
             return None
         return data if isinstance(data, dict) else None
 
-    def write_error(self, text: str) -> None:
-        """Record a failure's traceback (best effort: the failure is reported anyway)."""
+    def write_error(self, summary: str, details: str) -> None:
+        """Record a failure: its one-line summary, then the traceback (best effort: the
+        failure is reported anyway)."""
         try:
-            atomic_write(self / self.ERROR, text, fsync=False)
+            atomic_write(self / self.ERROR, f"{summary}\n\n{details}", fsync=False)
         except SarbError:
             pass
+
+    def read_error(self) -> str | None:
+        """The one-line summary of the failure recorded here, or None."""
+        try:
+            with (self / self.ERROR).open() as f:
+                return f.readline().strip() or None
+        except OSError:
+            return None
 
     def clear_error(self) -> None:
         (self / self.ERROR).unlink(missing_ok=True)

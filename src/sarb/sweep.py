@@ -17,9 +17,11 @@ Other settings come, by increasing precedence, from the defaults, the config fil
 Resuming: a cell whose ``metrics.json`` exists is skipped (and said so; a note is added when
 its ``config.yaml`` differs from the current settings). A cell interrupted mid-training, whose
 run directory holds ``last.pt`` and the same configuration, continues from its last epoch.
-A failing cell is reported in one line, recorded in ``DIR/failures.txt`` (the traceback in its
-run directory's ``error.txt``) and does not stop the others; the exit code is then 1. A rerun
-retries the failed cells.
+A failing cell is reported in one line, recorded in its run directory's ``error.txt`` (the
+line, then the traceback) and does not stop the others; the exit code is then 1. A rerun
+retries the failed cells. ``DIR/failures.txt`` lists every cell under ``DIR/runs`` whose last
+attempt failed, rewritten with the table (and removed when none has), so a second sweep into
+the same folder neither hides nor forgets the first one's failures.
 
 After every trained cell (and at the end), ``DIR/results.csv``, ``DIR/table.md``,
 ``DIR/map_vs_known.png`` and ``DIR/loss_curves.png`` are rewritten (see ``sarb.report``) from
@@ -72,7 +74,7 @@ from sarb.config import (
 )
 from sarb.data.partial import SINGLE_POSITIVE, check_known
 from sarb.errors import SarbError
-from sarb.files import held
+from sarb.files import atomic_write, held
 from sarb.methods import check_parts
 from sarb.presets import PRESETS, upgrade_config
 from sarb.report import Known, known_key
@@ -316,29 +318,50 @@ def collect_rows(out: Path, method_order: list[str] | None = None) -> list[dict[
         dataset = str(saved.get("dataset") or metrics.get("dataset") or "")
         rows.append(report.result_row(metrics, dataset, run.path.relative_to(out).as_posix()))
     order = {m: i for i, m in enumerate(method_order or [])}
-    rows.sort(
-        key=lambda r: (
-            order.get(r["method"], len(order)),
-            r["method"],
-            known_key(r["known"]),
-            r["seed"],
-        ),  # fmt: skip
-    )
+    rows.sort(key=lambda r: _grid_key(order, Cell(r["method"], r["known"], r["seed"])))
     return rows
 
 
+def _grid_key(order: dict[str, int], cell: Cell) -> tuple:
+    """Sort key in grid order: the methods of ``order`` first, then proportion, then seed."""
+    return order.get(cell.method, len(order)), cell.method, known_key(cell.known), cell.seed
+
+
+def collect_failures(out: Path, method_order: list[str] | None = None) -> list[str]:
+    """``failures.txt`` lines: every cell under ``out/runs`` whose last attempt failed (an
+    ``error.txt`` and no ``metrics.json``), in grid order, as ``label: error``."""
+    failed = []
+    for error_file in (out / "runs").glob(f"*/*/seed*/{RunDir.ERROR}"):
+        run = RunDir(error_file.parent)
+        summary = run.read_error()
+        if summary is None or run.read_metrics() is not None:
+            continue
+        method, setting, seed = run.path.relative_to(out / "runs").parts
+        try:
+            known = (
+                SINGLE_POSITIVE
+                if setting == SINGLE_POSITIVE
+                else float(setting.removeprefix("known"))
+            )
+            failed.append((Cell(method, known, int(seed[4:])), summary))
+        except ValueError:  # a folder the sweep did not make
+            continue
+    order = {m: i for i, m in enumerate(method_order or [])}
+    failed.sort(key=lambda f: _grid_key(order, f[0]))
+    return [f"{cell.label}: {summary}" for cell, summary in failed]
+
+
 def write_outputs(out: Path, method_order: list[str] | None = None) -> None:
-    """Rewrite ``results.csv`` from the finished cells, then the table and figures from it;
-    one process at a time, so that each rewrite sees every cell finished before it."""
+    """Rewrite ``results.csv`` from the finished cells, then the table and figures from it,
+    and ``failures.txt``; one process at a time, so that each rewrite sees every cell
+    finished (or failed) before it."""
     with held(out / OUTPUTS_LOCK):
         report.write_results(out / report.RESULTS, collect_rows(out, method_order))
         report.write_report(out)
-
-
-def _record_failure(out: Path, cell: Cell, error: str, exc: BaseException) -> None:
-    with (out / FAILURES).open("a") as f:
-        f.write(f"{cell.label}: {error}\n")
-    cell.run_dir(out).write_error("".join(traceback.format_exception(exc)))
+        if failures := collect_failures(out, method_order):
+            atomic_write(out / FAILURES, "".join(f"{line}\n" for line in failures))
+        else:
+            (out / FAILURES).unlink(missing_ok=True)
 
 
 def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
@@ -349,7 +372,6 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
     out = plan.out
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / FAILURES).unlink(missing_ok=True)  # failed cells of an earlier run are retried
     except OSError as exc:
         raise SarbError(f"{out}: cannot write the sweep directory ({exc.strerror})") from None
     cells = plan.cells()
@@ -388,7 +410,8 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
                 error += f" (while resuming; delete {run.path} to start the cell over)"
             say(i, cell, f"FAILED ({error})")
             outcome.failed.append((cell, error))
-            _record_failure(out, cell, error, exc)
+            run.write_error(error, "".join(traceback.format_exception(exc)))
+            write_outputs(out, plan.methods)
         else:
             run.clear_error()
             elapsed = time.monotonic() - started
