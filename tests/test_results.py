@@ -9,14 +9,12 @@ names a record (``sarb report results/NAME``) shows a number the record does not
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from sarb.report import format_table, read_results, write_results
-from sarb.runs import RunDir
+from sarb.report import format_table, mixed_environments, read_results, write_results
 from sarb.sweep import collect_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +50,9 @@ def test_a_record_holds_the_runs_of_one_installation(record: Path) -> None:
     """Per-seed pairs are meaningful only between runs of one installation: where the runs say
     where they computed (``metrics.json``'s ``environment``; earlier runs say less or nothing),
     they say the same."""
-    seen: dict[str, set[str]] = {}
-    for path in record.glob("runs/*/*/seed*/metrics.json"):
-        for key, value in (RunDir(path.parent).read_metrics().get("environment") or {}).items():
-            seen.setdefault(key, set()).add(json.dumps(value))
-    assert all(len(values) == 1 for values in seen.values()), seen
+    rows = read_results(record / "results.csv")
+    assert len(rows) == len(list(record.glob("runs/*/*/seed*/metrics.json")))
+    assert mixed_environments(record, rows) is None
 
 
 def readme_tables() -> list[tuple[str, list[list[str]]]]:

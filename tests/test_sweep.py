@@ -206,6 +206,35 @@ def test_a_cell_that_another_process_trains_is_left_to_it(
     assert calls[1:] == [("bce-ignore", 0.3, 0), ("bce-ignore", 0.9, 0)]
 
 
+def test_runs_of_two_environments_are_a_warning(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+) -> None:
+    """Paired differences across installations mislead: a sweep folder whose runs recorded
+    two environments is said so by ``sarb sweep`` and ``sarb report``, naming what differs."""
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    train = _fake_train([])
+
+    def fit(cfg, quiet=False, resume=False):
+        result = train(cfg, quiet, resume)
+        result["environment"] = {"torch": "2.14.1", "threads": 2 if cfg.seed == 2 else 1}
+        (Path(cfg.out) / "metrics.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(engine, "fit", fit)
+    args = _sweep_args(config, out, "--methods", "bce-ignore", "--known", "0.5", "--seeds", "2")
+    assert main(args) == 0
+    assert "warning" not in capsys.readouterr().err  # one environment so far
+    assert main([*args[:-1], "3"]) == 0  # seed 2 on another thread count
+    warning = (
+        f"sarb: warning: {out}: the runs computed in more than one environment "
+        "(threads: 1 (2 runs), 2 (1 run)); runs repeat only within one"
+    )
+    assert warning in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    assert warning in capsys.readouterr().err
+
+
 def test_two_sweeps_into_one_folder_share_the_grid(tiny_dataset, tmp_path) -> None:
     """Two real processes at once, as on two cores: every cell trained once, none failed, and
     the table that the last one leaves has every cell."""

@@ -23,6 +23,12 @@ Files in a sweep directory DIR (written by ``sarb sweep`` after every cell, and 
   or the smallest seed, at the method's smallest proportion) of ``sarb`` and ``sarb-ilrb``
   (SARB with and without PLRB) when present, else of every method (the paper's Figure 4).
 
+Runs repeat to the last digit only within one environment (``metrics.json``'s
+``environment``: the packages, the CPU's instructions, the thread count), so a per-seed pair of
+runs from two environments compares installations as well as methods:
+:func:`mixed_environments` says when a sweep's runs come from more than one (``sarb sweep`` and
+``sarb report`` print it as a warning).
+
 ``table.md`` is a pure function of ``results.csv`` (floats are stored with ``repr`` and read
 back exactly), so ``sarb report`` reproduces it byte for byte.
 """
@@ -31,8 +37,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,6 +606,28 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
             ax.text(0.5, 0.5, "no training log found", ha="center", transform=ax.transAxes)
     fig.supxlabel(textwrap.fill(LOSS_NOTE, 100 * len(datasets)), fontsize=7)
     _save(fig, path)
+
+
+def mixed_environments(out_dir: str | Path, rows: Sequence[dict[str, Any]]) -> str | None:
+    """One line naming what differs when the runs of ``rows`` computed in more than one
+    environment (runs that do not record theirs are left out), else None."""
+    seen: dict[str, Counter[str]] = {}
+    for row in rows:
+        metrics = RunDir(Path(out_dir) / row["run_dir"]).read_metrics() or {}
+        for key, value in (metrics.get("environment") or {}).items():
+            seen.setdefault(key, Counter())[
+                value if isinstance(value, str) else json.dumps(value)
+            ] += 1
+    differ = {key: values for key, values in seen.items() if len(values) > 1}
+    if not differ:
+        return None
+    what = "; ".join(
+        f"{key}: " + ", ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in values.most_common())
+        for key, values in differ.items()
+    )
+    return (f"{out_dir}: the runs computed in more than one environment ({what}); runs repeat "
+            "only within one, so per-seed pairs across them compare installations as well as "
+            "methods")  # fmt: skip
 
 
 def write_report(out_dir: str | Path, baseline: str | None = None) -> list[Path]:
