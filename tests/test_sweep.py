@@ -233,6 +233,7 @@ def test_runs_of_two_environments_are_a_warning(
     assert warning in capsys.readouterr().err
     assert main(["report", str(out)]) == 0
     assert warning in capsys.readouterr().err
+    assert "more than one environment (threads: 1 (2 runs)" in (out / "report.html").read_text()
 
 
 def test_two_sweeps_into_one_folder_share_the_grid(tiny_dataset, tmp_path) -> None:

@@ -8,7 +8,9 @@ metrics, the AP of every class by name, sorted, beside the number of labels of t
 in training (the run's own mask), the precision-recall curves of the best and the worst
 classes, and a grid of test images with their predicted and true labels: a correct label, a
 false positive and a missed label are marked apart. The predictions are those of ``best.pt``
-on the test split, recomputed here. A sweep's page shows ``table.md`` and its two figures.
+on the test split, recomputed here. A sweep's page shows ``table.md`` and its two figures,
+after a warning when its runs computed in more than one environment
+(:func:`sarb.report.mixed_environments`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ import numpy as np
 from sarb.errors import SarbError
 from sarb.files import atomic_write
 from sarb.metrics import TABLE_COLUMNS, precision_recall_curve
-from sarb.report import LOSS_FIGURE, MAP_FIGURE, RESULTS, TABLE, _figure, read_loss_log
+from sarb.report import (
+    LOSS_FIGURE,
+    MAP_FIGURE,
+    RESULTS,
+    TABLE,
+    _figure,
+    mixed_environments,
+    read_loss_log,
+    read_results,
+)
 from sarb.runs import RunDir
 
 PAGE = "report.html"
@@ -52,6 +63,7 @@ img.plot { max-width: 100%; }
 .tp { background: #d4edda; } .fp { background: #f8d7da; } .miss { background: #fff3cd; }
 .unk { background: #e2e3e5; }
 .legend .tag { margin-right: 8px; }
+.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; }
 """
 
 
@@ -285,6 +297,8 @@ def _sweep_body(folder: Path) -> str:
         if not (folder / name).is_file():
             raise SarbError(f"{folder / name}: not found (`sarb report {folder}` writes it)")
     parts = [markdown_html((folder / TABLE).read_text())]
+    if mixed := mixed_environments(folder, read_results(folder / RESULTS)):
+        parts.insert(0, f'<p class="warning">Warning: {_e(mixed)}</p>')
     for name in (MAP_FIGURE, LOSS_FIGURE):
         data = base64.b64encode((folder / name).read_bytes()).decode()
         parts.append(f'<p><img class="plot" src="data:image/png;base64,{data}" alt="{name}"></p>')
