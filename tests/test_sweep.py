@@ -206,6 +206,21 @@ def test_a_cell_that_another_process_trains_is_left_to_it(
     assert calls[1:] == [("bce-ignore", 0.3, 0), ("bce-ignore", 0.9, 0)]
 
 
+def test_the_eta_leaves_out_cells_in_training_elsewhere(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+) -> None:
+    from sarb.runs import RunDir
+
+    config = _tiny_config(tiny_dataset, tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    monkeypatch.setattr(engine, "fit", _fake_train([]))
+    args = _sweep_args(config, out, "--methods", "bce-ignore", "--known", "0.3,0.7")
+    with RunDir(out / "runs" / "bce-ignore" / "known0.7" / "seed0").lock():
+        assert main(args) == 0
+    assert re.search(r"\[1/2\] bce-ignore known=0\.3 seed=0: mAP [\d.]+ \(\d+ s\); last cell$",
+                     capsys.readouterr().err, re.M)  # fmt: skip
+
+
 def test_runs_of_two_environments_are_a_warning(
     tiny_dataset, tmp_path, monkeypatch, capsys
 ) -> None:

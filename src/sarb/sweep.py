@@ -33,8 +33,10 @@ another one is training (its run directory is locked) is skipped and said so, an
 of the shared files take turns, so the last one to finish leaves every finished cell in the
 table. Each process trains whatever cell it reaches first; ``--seeds`` splits the grid evenly.
 
-Progress: one line per cell on stderr, with an ETA for the cells left to train: each counts
-the mean time of the cells of its method trained so far, or of all cells when none is.
+Progress: one line per cell on stderr, with an ETA for the cells left to train (neither
+finished nor in training elsewhere): each counts the mean time of the cells of its method
+trained so far, or of all cells when none is. With two sweeps sharing the grid, each one's
+ETA counts every cell left, as if it trained them alone.
 
 Config files: ``--config`` takes a path or the name of a packaged config (``quick``,
 ``demo``, ``paper``, ``sweep_paper``). Besides the ``sarb train`` keys, a config may hold a
@@ -291,6 +293,11 @@ def _eta(left: list[Cell], times: dict[str, list[float]]) -> float:
     )
 
 
+def _untrained(run: RunDir) -> bool:
+    """Neither finished nor in training by another process (a cell still to train)."""
+    return run.read_metrics() is None and run.holder() is None
+
+
 def _map_text(metrics: dict[str, Any] | None) -> str:
     value = (metrics or {}).get("mAP")
     return f"mAP {value:.1f}" if isinstance(value, (int, float)) else "mAP -"
@@ -375,7 +382,6 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
     except OSError as exc:
         raise SarbError(f"{out}: cannot write the sweep directory ({exc.strerror})") from None
     cells = plan.cells()
-    todo = [c for c in cells if c.run_dir(out).read_metrics() is None]
     outcome, times = SweepOutcome(), {}
 
     def say(i: int, cell: Cell, text: str) -> None:
@@ -417,7 +423,7 @@ def run_sweep(plan: SweepPlan, stream: TextIO | None = None) -> SweepOutcome:
             elapsed = time.monotonic() - started
             times.setdefault(cell.method, []).append(elapsed)
             outcome.trained.append(cell)
-            left = [c for c in todo if cells.index(c) >= i]
+            left = [c for c in cells[i:] if _untrained(c.run_dir(out))]
             eta = f"ETA {_duration(_eta(left, times))}" if left else "last cell"
             say(i, cell, f"{_map_text(result)} ({_duration(elapsed)}); {eta}")
             write_outputs(out, plan.methods)  # a partial sweep is usable at any time
