@@ -114,6 +114,16 @@ class Cell:
         """``DIR/runs/{method}/known{p}/seed{s}`` (``single-positive`` for that setting)."""
         return RunDir(out / "runs" / self.method / self.setting / f"seed{self.seed}")
 
+    @classmethod
+    def of(cls, run: RunDir, out: Path) -> Cell | None:
+        """The cell whose :meth:`run_dir` is ``run`` (None: a folder the sweep did not make)."""
+        method, setting, seed = run.path.relative_to(out / "runs").parts
+        try:
+            known = setting if setting == SINGLE_POSITIVE else float(setting.removeprefix("known"))
+            return cls(method, known, int(seed.removeprefix("seed")))
+        except ValueError:
+            return None
+
 
 @dataclass
 class SweepPlan:
@@ -343,16 +353,8 @@ def collect_failures(out: Path, method_order: list[str] | None = None) -> list[s
         summary = run.read_error()
         if summary is None or run.read_metrics() is not None:
             continue
-        method, setting, seed = run.path.relative_to(out / "runs").parts
-        try:
-            known = (
-                SINGLE_POSITIVE
-                if setting == SINGLE_POSITIVE
-                else float(setting.removeprefix("known"))
-            )
-            failed.append((Cell(method, known, int(seed[4:])), summary))
-        except ValueError:  # a folder the sweep did not make
-            continue
+        if cell := Cell.of(run, out):
+            failed.append((cell, summary))
     order = {m: i for i, m in enumerate(method_order or [])}
     failed.sort(key=lambda f: _grid_key(order, f[0]))
     return [f"{cell.label}: {summary}" for cell, summary in failed]
