@@ -321,7 +321,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{report.TABLE}, {report.MAP_FIGURE}, {report.LOSS_FIGURE}",
         file=sys.stderr,
     )
-    if mixed := report.mixed_environments(plan.out, report.read_results(plan.out / report.RESULTS)):
+    if mixed := report.mixed_environments(plan.out):
         print(f"sarb: warning: {mixed}", file=sys.stderr)
     if outcome.failed:
         print(
@@ -337,13 +337,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     """``report.html`` of a run or a sweep; a sweep's table and figures are first rewritten
     from its results.csv, and the table printed."""
     from sarb.html_report import write_html_report
-    from sarb.report import RESULTS, mixed_environments, read_results, write_report
+    from sarb.report import RESULTS, mixed_environments, write_report
 
     paths = []
     if (Path(args.dir) / RESULTS).is_file():
         paths = write_report(args.dir, args.baseline)
         sys.stdout.write(paths[0].read_text())
-        if mixed := mixed_environments(args.dir, read_results(Path(args.dir) / RESULTS)):
+        if mixed := mixed_environments(args.dir):
             print(f"sarb: warning: {mixed}", file=sys.stderr)
     paths.append(write_html_report(args.dir))
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)

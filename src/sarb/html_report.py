@@ -36,7 +36,6 @@ from sarb.report import (
     _figure,
     mixed_environments,
     read_loss_log,
-    read_results,
 )
 from sarb.runs import RunDir
 
@@ -297,7 +296,7 @@ def _sweep_body(folder: Path) -> str:
         if not (folder / name).is_file():
             raise SarbError(f"{folder / name}: not found (`sarb report {folder}` writes it)")
     parts = [markdown_html((folder / TABLE).read_text())]
-    if mixed := mixed_environments(folder, read_results(folder / RESULTS)):
+    if mixed := mixed_environments(folder):
         parts.insert(0, f'<p class="warning">Warning: {_e(mixed)}</p>')
     for name in (MAP_FIGURE, LOSS_FIGURE):
         data = base64.b64encode((folder / name).read_bytes()).decode()

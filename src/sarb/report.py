@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import textwrap
 from collections import Counter
@@ -608,16 +607,15 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], base: Path, path: Path) -> 
     _save(fig, path)
 
 
-def mixed_environments(out_dir: str | Path, rows: Sequence[dict[str, Any]]) -> str | None:
-    """One line naming what differs when the runs of ``rows`` computed in more than one
-    environment (runs that do not record theirs are left out), else None."""
+def mixed_environments(out_dir: str | Path) -> str | None:
+    """One line naming what differs when the runs of a sweep directory's ``results.csv``
+    computed in more than one environment (runs that do not record theirs are left out), else
+    None."""
     seen: dict[str, Counter[str]] = {}
-    for row in rows:
+    for row in read_results(Path(out_dir) / RESULTS):
         metrics = RunDir(Path(out_dir) / row["run_dir"]).read_metrics() or {}
         for key, value in (metrics.get("environment") or {}).items():
-            seen.setdefault(key, Counter())[
-                value if isinstance(value, str) else json.dumps(value)
-            ] += 1
+            seen.setdefault(key, Counter())[str(value)] += 1
     differ = {key: values for key, values in seen.items() if len(values) > 1}
     if not differ:
         return None
